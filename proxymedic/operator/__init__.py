@@ -1,0 +1,1 @@
+"""The operator: decides what to repair and checks every decision against the guardrails."""
