@@ -1,1 +1,1 @@
-"""Typed adapters over the node's kernel (IPVS, conntrack, sysctls) and kube-proxy, plus a modelled dataplane."""
+"""Typed adapters over the kernel (IPVS, conntrack, sysctls) and kube-proxy, plus a modelled dataplane."""
