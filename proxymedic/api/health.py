@@ -1,0 +1,154 @@
+"""NodeProxyHealth: one node's observed dataplane state and its recent intent results.
+
+The agent of the node named in ``spec.nodeName`` writes the status; the operator reads it
+to detect drift and to aggregate intent outcomes. Missing data stays absent ("unknown"),
+never a guessed value.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import ConfigDict, Field
+
+from proxymedic.api.intent import IntentOutcome
+from proxymedic.api.meta import ObjectMeta
+from proxymedic.api.policy import ServiceProtocol
+from proxymedic.api.types import ApiModel, IPAddressStr, ObjectName, Port, cel
+
+MAX_VIRTUAL_SERVERS = 512
+MAX_REAL_SERVERS = 1024
+MAX_FINDINGS = 64
+MAX_RECENT_RESULTS = 32
+
+
+class ProxyMode(enum.StrEnum):
+    IPVS = "ipvs"
+    IPTABLES = "iptables"
+    NFTABLES = "nftables"
+    UNKNOWN = "unknown"
+
+
+class Freshness(enum.StrEnum):
+    FRESH = "Fresh"
+    STALE = "Stale"
+    UNKNOWN = "Unknown"
+    """The probe could not tell (unreachable, malformed or missing metrics): never a reason to act."""
+
+
+class Healthz(enum.StrEnum):
+    HEALTHY = "Healthy"
+    UNHEALTHY = "Unhealthy"
+    UNKNOWN = "Unknown"
+
+
+class KubeProxyState(ApiModel):
+    freshness: Freshness = Freshness.UNKNOWN
+    reason: Annotated[str, Field(max_length=1024)] = ""
+    last_sync_time: datetime | None = None
+    last_queued_time: datetime | None = None
+    healthz: Healthz = Healthz.UNKNOWN
+
+
+class IPVSState(ApiModel):
+    tcp_timeout_seconds: Annotated[int, Field(ge=0)] | None = None
+    tcp_fin_timeout_seconds: Annotated[int, Field(ge=0)] | None = None
+    udp_timeout_seconds: Annotated[int, Field(ge=0)] | None = None
+
+
+class ConntrackState(ApiModel):
+    count: Annotated[int, Field(ge=0)]
+    max: Annotated[int, Field(ge=0)]
+    drops: Annotated[int, Field(ge=0)] | None = None
+
+
+class RealServerState(ApiModel):
+    ip: IPAddressStr
+    port: Port
+    weight: Annotated[int, Field(ge=0)]
+    connections: Annotated[int, Field(ge=0)] = 0
+
+
+class VirtualServerState(ApiModel):
+    vip: IPAddressStr
+    port: Port
+    protocol: ServiceProtocol
+    real_servers: Annotated[list[RealServerState], Field(max_length=MAX_REAL_SERVERS)] = Field(
+        default_factory=list
+    )
+
+
+class FindingType(enum.StrEnum):
+    STALE_CONNECTIONS = "StaleConnections"
+    STALE_REAL_SERVER = "StaleRealServer"
+    MISSING_REAL_SERVER = "MissingRealServer"
+    KUBE_PROXY_SYNC_STALE = "KubeProxySyncStale"
+    STALE_CONNTRACK = "StaleConntrack"
+    CONNTRACK_PRESSURE = "ConntrackPressure"
+    SYSCTL_DRIFT = "SysctlDrift"
+
+
+class Finding(ApiModel):
+    type: FindingType
+    message: Annotated[str, Field(max_length=1024)]
+    since: datetime
+    vip: IPAddressStr | None = None
+    port: Port | None = None
+    backend: IPAddressStr | None = None
+
+
+class IntentResult(ApiModel):
+    intent: ObjectName
+    intent_uid: Annotated[str, Field(max_length=64)] | None = None
+    outcome: IntentOutcome
+    completed_at: datetime
+    duration_seconds: Annotated[float, Field(ge=0)] = 0.0
+    removed_real_servers: Annotated[int, Field(ge=0)] = 0
+    flushed_connections: Annotated[int, Field(ge=0)] = 0
+    deleted_conntrack_entries: Annotated[int, Field(ge=0)] = 0
+    message: Annotated[str, Field(max_length=1024)] = ""
+
+
+class NodeProxyHealthSpec(ApiModel):
+    node_name: ObjectName
+
+
+class NodeProxyHealthStatus(ApiModel):
+    observed_at: datetime
+    agent_version: Annotated[str, Field(max_length=64)] = ""
+    kernel_version: Annotated[str, Field(max_length=128)] = ""
+    proxy_mode: ProxyMode = ProxyMode.UNKNOWN
+    kube_proxy: KubeProxyState = Field(default_factory=KubeProxyState)
+    ipvs: IPVSState | None = None
+    sysctls: dict[str, int] = Field(default_factory=dict)
+    conntrack: ConntrackState | None = None
+    virtual_servers: Annotated[list[VirtualServerState], Field(max_length=MAX_VIRTUAL_SERVERS)] = Field(
+        default_factory=list
+    )
+    virtual_servers_truncated: bool = False
+    findings: Annotated[list[Finding], Field(max_length=MAX_FINDINGS)] = Field(default_factory=list)
+    finding_count: Annotated[int, Field(ge=0)] = 0
+    recent_results: Annotated[list[IntentResult], Field(max_length=MAX_RECENT_RESULTS)] = Field(
+        default_factory=list
+    )
+
+
+class NodeProxyHealth(ApiModel):
+    """Named after its node; ``spec.nodeName`` repeats the name so the schema can check it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.metadata.name == self.spec.nodeName", "spec.nodeName must equal metadata.name")
+            ]
+        }
+    )
+    kind_name: ClassVar[str] = "NodeProxyHealth"
+
+    api_version: Literal["proxymedic.io/v1alpha1"] = "proxymedic.io/v1alpha1"
+    kind: Literal["NodeProxyHealth"] = "NodeProxyHealth"
+    metadata: ObjectMeta
+    spec: NodeProxyHealthSpec
+    status: NodeProxyHealthStatus | None = None

@@ -1,0 +1,77 @@
+"""The ``proxymedic`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from proxymedic import __version__
+from proxymedic.api.errors import InvalidObjectError, parse_object
+from proxymedic.cli import crds
+
+
+def _validate(paths: Sequence[Path]) -> int:
+    """Check manifests of ProxyMedic's kinds against the models, naming every bad field."""
+    failures = 0
+    for path in paths:
+        try:
+            documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+        except (OSError, yaml.YAMLError) as exc:
+            print(f"{path}: cannot read: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        for doc in documents:
+            if not isinstance(doc, dict):
+                print(f"{path}: a document is not a mapping", file=sys.stderr)
+                failures += 1
+                continue
+            try:
+                obj = parse_object(doc)
+            except InvalidObjectError as exc:
+                failures += 1
+                print(f'{path}: {exc.kind} "{exc.name}" is invalid:', file=sys.stderr)
+                for problem in exc.problems:
+                    print(f"  {problem}", file=sys.stderr)
+            else:
+                print(f'{path}: {obj.kind} "{obj.metadata.name}" is valid')
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="proxymedic", description="Keeps kube-proxy's dataplane honest.")
+    parser.add_argument("--version", action="version", version=f"proxymedic {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    crds_cmd = commands.add_parser("crds", help="write the CRDs generated from the models")
+    crds_cmd.add_argument(
+        "--output-dir", type=Path, default=Path("crds"), help="where to write (default: crds)"
+    )
+    crds_cmd.add_argument("--check", action="store_true", help="exit 1 if the files differ from the models")
+
+    validate_cmd = commands.add_parser("validate", help="check ProxyMedic manifests against the models")
+    validate_cmd.add_argument("paths", nargs="+", type=Path, metavar="FILE")
+
+    commands.add_parser("demo", help="run the embedded demo (no cluster needed)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    match args.command:
+        case "crds":
+            return crds.run(args.output_dir, args.check)
+        case "validate":
+            return _validate(args.paths)
+        case "demo":
+            from proxymedic.cli.demo import run_demo
+
+            return run_demo()
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())
