@@ -1,0 +1,22 @@
+# The two commands a newcomer needs; each installs what it needs first.
+.PHONY: demo test setup lint crds
+
+demo:  ## set up and run the embedded demo (no cluster needed)
+	bash scripts/setup.sh
+	.venv/bin/proxymedic demo
+
+test:  ## set up and run the whole test suite, the real-kernel VM tier included
+	bash scripts/test.sh
+
+setup:
+	bash scripts/setup.sh
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+	.venv/bin/lint-imports
+	.venv/bin/proxymedic crds --check
+
+crds: setup
+	.venv/bin/proxymedic crds

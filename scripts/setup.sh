@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create .venv and install ProxyMedic with its test and lint tools. Idempotent.
+# Usage: scripts/setup.sh            Python packages only
+#        scripts/setup.sh --kernel   also the QEMU VM tier (Debian packages and a kernel; needs root)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "setup: ProxyMedic needs Python 3.11 or newer; set PYTHON to one" >&2
+    exit 1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+# Dependency groups (pyproject [dependency-groups]) need pip >= 25.1.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e . --group dev
+
+if [ "${1:-}" = "--kernel" ]; then
+    bash scripts/vm/setup.sh
+fi
