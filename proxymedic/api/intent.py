@@ -8,12 +8,13 @@ can refuse any step that would touch a live backend. The spec is immutable once 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from proxymedic.api.meta import Condition, ObjectMeta
+from proxymedic.api.meta import Condition, LabelSelector, ObjectMeta
 from proxymedic.api.policy import ServiceProtocol
 from proxymedic.api.types import (
     ApiModel,
@@ -31,9 +32,7 @@ MAX_TARGET_NODES = 5000
 
 class IntentAction(enum.StrEnum):
     FLUSH_STALE_BACKENDS = "FlushStaleBackends"
-    """F1/F2: remove the dead backends' real servers if present, else flush their entries (D3)."""
-    FLUSH_STALE_CONNTRACK = "FlushStaleConntrack"
-    """F5: delete UDP conntrack entries to the VIP whose reply source is a dead backend."""
+    """F1, F2, F5: clear the state of dead backends, in the steps the intent lists."""
     SET_IPVS_UDP_TIMEOUT = "SetIPVSUDPTimeout"
     """Prevention: bound the lifetime of new IPVS UDP entries."""
     ENFORCE_SYSCTLS = "EnforceSysctls"
@@ -42,7 +41,20 @@ class IntentAction(enum.StrEnum):
     """F6: raise nf_conntrack_max."""
 
 
-SERVICE_ACTIONS = (IntentAction.FLUSH_STALE_BACKENDS, IntentAction.FLUSH_STALE_CONNTRACK)
+class FlushStep(enum.StrEnum):
+    """What FlushStaleBackends does for each dead backend, in this order."""
+
+    REMOVE_REAL_SERVERS = "RemoveRealServers"
+    """F2: delete the dead backend's IPVS real server if kube-proxy left it (the kernel then expires
+    its connections when net.ipv4.vs.expire_nodest_conn is 1)."""
+    FLUSH_CONNECTIONS = "FlushConnections"
+    """F1: expire IPVS connection entries to the dead backend without touching a present real
+    server: re-add it with weight 0 and delete it (DESIGN §2 case D3)."""
+    DELETE_CONNTRACK = "DeleteConntrack"
+    """F5: delete UDP conntrack entries to the VIP whose reply source is the dead backend."""
+
+
+SERVICE_ACTIONS = (IntentAction.FLUSH_STALE_BACKENDS,)
 
 # Sysctls an intent may set: the agent refuses any other name.
 ALLOWED_SYSCTLS = (
@@ -74,9 +86,6 @@ class IntentParameters(ApiModel):
     conntrack_max: Annotated[int, Field(ge=1024, le=1 << 30)] | None = None
 
 
-_SERVICE_ACTION_LIST = ", ".join(f"'{action}'" for action in SERVICE_ACTIONS)
-
-
 class RemediationIntentSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -88,9 +97,15 @@ class RemediationIntentSpec(ApiModel):
                     ".nodeNames",
                 ),
                 cel(
-                    f"!(self.action in [{_SERVICE_ACTION_LIST}])"
-                    " || (has(self.service) && size(self.deadBackends) > 0)",
-                    "service and at least one dead backend are required for this action",
+                    "self.allNodes || !has(self.nodeSelector)",
+                    "nodeSelector narrows allNodes and needs it",
+                    ".nodeSelector",
+                ),
+                cel(
+                    "self.action != 'FlushStaleBackends'"
+                    " || (has(self.service) && size(self.deadBackends) > 0 && size(self.steps) > 0)",
+                    "service, at least one dead backend and at least one step are required"
+                    " for FlushStaleBackends",
                     ".deadBackends",
                 ),
                 cel(
@@ -122,7 +137,11 @@ class RemediationIntentSpec(ApiModel):
     live_backends: Annotated[list[IPAddressStr], Field(max_length=MAX_LIVE_BACKENDS)] = Field(
         default_factory=list, json_schema_extra={"x-kubernetes-list-type": "set"}
     )
+    steps: Annotated[list[FlushStep], Field(max_length=3)] = Field(
+        default_factory=list, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
     all_nodes: bool = False
+    node_selector: LabelSelector | None = None
     node_names: Annotated[list[ObjectName], Field(max_length=MAX_TARGET_NODES)] = Field(
         default_factory=list, json_schema_extra={"x-kubernetes-list-type": "set"}
     )
@@ -138,8 +157,14 @@ class RemediationIntentSpec(ApiModel):
         both = sorted(set(self.dead_backends) & set(self.live_backends))
         if both:
             raise ValueError(f"deadBackends and liveBackends overlap: {', '.join(both)}")
-        if self.action in SERVICE_ACTIONS and (self.service is None or not self.dead_backends):
-            raise ValueError(f"service and at least one dead backend are required for {self.action}")
+        if self.node_selector is not None and not self.all_nodes:
+            raise ValueError("nodeSelector narrows allNodes and needs it")
+        if self.action in SERVICE_ACTIONS and (
+            self.service is None or not self.dead_backends or not self.steps
+        ):
+            raise ValueError(
+                f"service, at least one dead backend and at least one step are required for {self.action}"
+            )
         if self.expires_at <= self.decided_at:
             raise ValueError("expiresAt must be later than decidedAt")
         self._check_parameters()
@@ -160,9 +185,11 @@ class RemediationIntentSpec(ApiModel):
                     f"parameters.sysctls may only set {', '.join(ALLOWED_SYSCTLS)}; not {unknown}"
                 )
 
-    def addresses(self, node_name: str) -> bool:
-        """Whether this intent is addressed to the node."""
-        return self.all_nodes or node_name in self.node_names
+    def addresses(self, node_name: str, node_labels: Mapping[str, str]) -> bool:
+        """Whether this intent is addressed to the node with this name and these labels."""
+        if self.all_nodes:
+            return self.node_selector is None or self.node_selector.matches(node_labels)
+        return node_name in self.node_names
 
 
 class IntentOutcome(enum.StrEnum):

@@ -39,6 +39,7 @@ def intent(**spec: Any) -> dict[str, Any]:
                 "ports": [{"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 53}],
             },
             "deadBackends": ["10.244.1.5"],
+            "steps": ["RemoveRealServers", "FlushConnections", "DeleteConntrack"],
             "liveBackends": ["10.244.2.7", "10.244.3.9"],
             "allNodes": True,
             "decidedAt": "2026-11-22T10:00:00Z",

@@ -286,12 +286,23 @@ def test_dry_run_is_one_field_and_pause_one_annotation() -> None:
 
 def test_intent_addresses_nodes() -> None:
     to_all = RemediationIntent.model_validate(intent())
-    assert to_all.spec.addresses("any-node")
+    assert to_all.spec.addresses("any-node", {})
     some = RemediationIntent.model_validate(
         with_change(with_change(intent(), "spec.allNodes", False), "spec.nodeNames", ["node-1"])
     )
-    assert some.spec.addresses("node-1")
-    assert not some.spec.addresses("node-2")
+    assert some.spec.addresses("node-1", {})
+    assert not some.spec.addresses("node-2", {})
+    linux = RemediationIntent.model_validate(
+        with_change(intent(), "spec.nodeSelector", {"matchLabels": {"kubernetes.io/os": "linux"}})
+    )
+    assert linux.spec.addresses("node-3", {"kubernetes.io/os": "linux"})
+    assert not linux.spec.addresses("node-4", {"kubernetes.io/os": "windows"})
+
+
+def test_node_selector_needs_all_nodes() -> None:
+    obj = with_change(with_change(intent(), "spec.allNodes", False), "spec.nodeNames", ["node-1"])
+    with pytest.raises(InvalidObjectError, match="nodeSelector narrows allNodes"):
+        parse_object(with_change(obj, "spec.nodeSelector", {"matchLabels": {"a": "b"}}))
 
 
 def test_ip_addresses_are_canonical() -> None:
