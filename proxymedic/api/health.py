@@ -71,11 +71,22 @@ class RealServerState(ApiModel):
     connections: Annotated[int, Field(ge=0)] = 0
 
 
+class OrphanedConnections(ApiModel):
+    """Connection entries to a destination that is no longer a real server of the virtual server."""
+
+    ip: IPAddressStr
+    port: Port
+    connections: Annotated[int, Field(ge=0)]
+
+
 class VirtualServerState(ApiModel):
     vip: IPAddressStr
     port: Port
     protocol: ServiceProtocol
     real_servers: Annotated[list[RealServerState], Field(max_length=MAX_REAL_SERVERS)] = Field(
+        default_factory=list
+    )
+    orphaned_connections: Annotated[list[OrphanedConnections], Field(max_length=MAX_REAL_SERVERS)] = Field(
         default_factory=list
     )
 

@@ -151,34 +151,49 @@ IPAddressStr = Annotated[
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
-def patterned_string(pattern: str, what: str, max_length: int, min_length: int = 1) -> Any:
-    """A string type checked by a regular expression, with an error that says what was expected."""
-    compiled = re.compile(pattern)
+@dataclass(frozen=True)
+class Matches:
+    """A string checked by a regular expression, with an error that says what was expected.
 
-    def check(value: str) -> str:
-        if not min_length <= len(value) <= max_length:
-            raise ValueError(f"{value!r} must be {min_length} to {max_length} characters long")
-        if not compiled.fullmatch(value):
-            raise ValueError(f"{value!r} is not {what}")
-        return value
+    Use as ``Annotated[str, Matches(pattern, "a valid name", max_length=63)]``; the CRD gets
+    the same pattern and length bounds.
+    """
 
-    return Annotated[
-        str,
-        AfterValidator(check),
-        WithJsonSchema(
-            {"type": "string", "pattern": pattern, "minLength": min_length, "maxLength": max_length}
-        ),
-    ]
+    pattern: str
+    what: str
+    max_length: int
+    min_length: int = 1
+
+    def __get_pydantic_core_schema__(
+        self, source_type: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        compiled = re.compile(self.pattern)
+
+        def check(value: str) -> str:
+            if not self.min_length <= len(value) <= self.max_length:
+                raise ValueError(f"{value!r} must be {self.min_length} to {self.max_length} characters long")
+            if not compiled.fullmatch(value):
+                raise ValueError(f"{value!r} is not {self.what}")
+            return value
+
+        return core_schema.no_info_after_validator_function(check, handler(source_type))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = dict(handler(schema))
+        json_schema.update(pattern=self.pattern, minLength=self.min_length, maxLength=self.max_length)
+        return json_schema
 
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-NamespaceName = patterned_string(
-    DNS1123_LABEL, "a valid name: lowercase letters, digits and '-' (RFC 1123)", 63
-)
-ObjectName = patterned_string(
-    DNS1123_SUBDOMAIN, "a valid name: lowercase letters, digits, '-' and '.' (RFC 1123)", 253
-)
+NamespaceName = Annotated[
+    str, Matches(DNS1123_LABEL, "a valid name: lowercase letters, digits and '-' (RFC 1123)", 63)
+]
+ObjectName = Annotated[
+    str, Matches(DNS1123_SUBDOMAIN, "a valid name: lowercase letters, digits, '-' and '.' (RFC 1123)", 253)
+]
 Percent = Annotated[int, Field(ge=0, le=100)]
 
 
@@ -230,7 +245,7 @@ def resolve_count_or_percent(value: int | str, total: int) -> int:
 # --- Time zones and wall-clock times for maintenance windows. ---
 
 CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
-ClockTime = patterned_string(CLOCK_PATTERN, "a time of day in 24-hour HH:MM form", 5)
+ClockTime = Annotated[str, Matches(CLOCK_PATTERN, "a time of day in 24-hour HH:MM form", 5)]
 
 
 def _known_zone(value: str) -> str:

@@ -1,0 +1,250 @@
+"""An async Kubernetes API client on aiohttp: get, list, watch, create, merge-patch, delete.
+
+Kopf does the operator's watching; this client does the writes of both components and the
+agent's watch. It is small on purpose: typed errors, merge-patch only, JSON objects as dicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import aiohttp
+
+from proxymedic.kube.resources import Resource
+
+JsonObject = dict[str, Any]
+T = TypeVar("T")
+REQUEST_TIMEOUT = 30.0
+"""Seconds for one non-watch request, connection included."""
+
+
+class ApiError(Exception):
+    """The API server answered with an error Status."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying: throttled, timed out, or a server-side failure."""
+        return self.status in (429, 500, 502, 503, 504)
+
+
+class NotFoundError(ApiError):
+    pass
+
+
+class ConflictError(ApiError):
+    """409: the object exists already, or the resourceVersion precondition failed."""
+
+
+class GoneError(ApiError):
+    """410: the requested resourceVersion is too old; list again."""
+
+
+def _error_for(status: int, body: Any) -> ApiError:
+    reason = str(body.get("reason", "")) if isinstance(body, dict) else ""
+    message = str(body.get("message", "")) if isinstance(body, dict) else str(body)[:500]
+    cls = {404: NotFoundError, 409: ConflictError, 410: GoneError}.get(status, ApiError)
+    return cls(status, reason or "Error", message)
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
+    object: JsonObject
+
+    @property
+    def resource_version(self) -> str:
+        return str(self.object.get("metadata", {}).get("resourceVersion", ""))
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the API server is and how to authenticate to it."""
+
+    server: str
+    token: str | Callable[[], str] | None = None
+    """A bearer token, or a function returning the current one (a rotated service-account token)."""
+    ssl_context: ssl.SSLContext | bool = True
+    """An SSL context, True for the system CAs, or False to skip verification (test servers only)."""
+
+
+class KubeClient:
+    def __init__(self, connection: Connection, session: aiohttp.ClientSession | None = None) -> None:
+        self._connection = connection
+        self._own_session = session is None
+        self._session = session or aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=None)
+        )
+        self._base_headers = {"Accept": "application/json"}
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        headers = dict(self._base_headers)
+        token = self._connection.token
+        if callable(token):
+            token = token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    async def close(self) -> None:
+        if self._own_session:
+            await self._session.close()
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        headers = self._headers
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body)
+        async with self._session.request(
+            method,
+            self._connection.server + path,
+            params=params,
+            data=data,
+            headers=headers,
+            ssl=self._connection.ssl_context,
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+        ) as response:
+            text = await response.text()
+            try:
+                payload = json.loads(text) if text else None
+            except json.JSONDecodeError:
+                payload = text
+            if response.status >= 400:
+                raise _error_for(response.status, payload)
+            return payload
+
+    async def get(self, resource: Resource, name: str, namespace: str | None = None) -> JsonObject:
+        result: JsonObject = await self._request("GET", resource.path(namespace, name))
+        return result
+
+    async def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[JsonObject], str]:
+        """All objects and the list's resourceVersion, to start a watch from."""
+        params = {}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        result = await self._request("GET", resource.path(namespace), params=params)
+        return list(result.get("items", [])), str(result.get("metadata", {}).get("resourceVersion", ""))
+
+    async def watch(
+        self,
+        resource: Resource,
+        resource_version: str,
+        namespace: str | None = None,
+        *,
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[WatchEvent]:
+        """Events after ``resource_version`` until the server ends the stream (after timeout_seconds).
+
+        Raises GoneError when the version is too old: the caller lists again.
+        """
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        async with self._session.get(
+            self._connection.server + resource.path(namespace),
+            params=params,
+            headers=self._headers,
+            ssl=self._connection.ssl_context,
+            # A silent stream is a dead stream: never wait much longer than the server promised.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30),
+        ) as response:
+            if response.status >= 400:
+                raise _error_for(response.status, json.loads(await response.text() or "{}"))
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object", {})
+                    raise _error_for(int(status.get("code", 500)), status)
+                yield WatchEvent(event["type"], event["object"])
+
+    async def create(self, resource: Resource, obj: JsonObject, namespace: str | None = None) -> JsonObject:
+        result: JsonObject = await self._request("POST", resource.path(namespace), body=obj)
+        return result
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: JsonObject,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+    ) -> JsonObject:
+        """A JSON merge patch (RFC 7386): null removes a key, lists are replaced whole."""
+        result: JsonObject = await self._request(
+            "PATCH",
+            resource.path(namespace, name, subresource),
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+        return result
+
+    async def delete(
+        self, resource: Resource, name: str, namespace: str | None = None, *, uid: str | None = None
+    ) -> None:
+        """Delete; with ``uid``, only that incarnation of the object (a precondition)."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}} if uid else None
+        await self._request("DELETE", resource.path(namespace, name), body=body)
+
+
+async def with_backoff(
+    call: Callable[[], Awaitable[T]],
+    *,
+    attempts: int = 5,
+    base: float = 0.2,
+    cap: float = 10.0,
+    retry_on: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError),
+) -> T:
+    """Retry transient failures (connection errors, 429 and 5xx) with capped, jittered backoff."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except ApiError as exc:
+            if not exc.transient or attempt == attempts - 1:
+                raise
+        except retry_on:
+            if attempt == attempts - 1:
+                raise
+        await asyncio.sleep(random.uniform(0, min(cap, base * 2**attempt)))
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,61 @@
+"""Find the API server: in-cluster service account, or the kubeconfig, through the kubernetes client."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import time
+from pathlib import Path
+
+from proxymedic.kube.client import Connection
+
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+class TokenFile:
+    """A bound service-account token that the kubelet rotates: re-read it every minute."""
+
+    def __init__(self, path: Path, refresh_seconds: float = 60.0) -> None:
+        self._path = path
+        self._refresh = refresh_seconds
+        self._token = ""
+        self._read_at = float("-inf")
+
+    def __call__(self) -> str:
+        now = time.monotonic()
+        if now - self._read_at > self._refresh:
+            self._token = self._path.read_text().strip()
+            self._read_at = now
+        return self._token
+
+
+def load_connection(kubeconfig: str | None = None, context: str | None = None) -> Connection:
+    """In a pod, the service account; elsewhere the kubeconfig (``KUBECONFIG`` or ~/.kube/config)."""
+    import kubernetes.client
+    import kubernetes.config
+
+    configuration = kubernetes.client.Configuration()
+    in_cluster = "KUBERNETES_SERVICE_HOST" in os.environ and kubeconfig is None
+    if in_cluster:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context, client_configuration=configuration
+        )
+
+    ssl_context: ssl.SSLContext | bool
+    if not configuration.verify_ssl:
+        ssl_context = False
+    else:
+        ssl_context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+        if configuration.cert_file:
+            ssl_context.load_cert_chain(configuration.cert_file, configuration.key_file)
+
+    token: str | TokenFile | None = None
+    if in_cluster:
+        token = TokenFile(SERVICE_ACCOUNT_TOKEN)
+    else:
+        header = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
+        if header:
+            token = str(header).removeprefix("Bearer ").strip()
+    return Connection(server=configuration.host.rstrip("/"), token=token, ssl_context=ssl_context)

@@ -1,0 +1,128 @@
+"""Post Kubernetes Events: what a user reads with ``kubectl get events``.
+
+Repeats of the same (object, reason, message) within ten minutes update one Event's count,
+as client-go's correlator does, so a flapping condition cannot flood the API server.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from proxymedic.kube.client import ApiError, JsonObject, KubeClient
+from proxymedic.kube.resources import EVENTS
+
+CLUSTER_SCOPED_EVENT_NAMESPACE = "default"
+AGGREGATION_WINDOW = timedelta(minutes=10)
+MESSAGE_LIMIT = 1024
+
+
+class EventType(enum.StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """The object an Event is about."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None = None
+    uid: str | None = None
+
+    @classmethod
+    def of(cls, obj: JsonObject) -> ObjectRef:
+        meta = obj.get("metadata", {})
+        return cls(
+            api_version=str(obj.get("apiVersion", "v1")),
+            kind=str(obj.get("kind", "")),
+            name=str(meta.get("name", "")),
+            namespace=meta.get("namespace"),
+            uid=meta.get("uid"),
+        )
+
+    def to_api(self) -> JsonObject:
+        ref: JsonObject = {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
+        if self.namespace:
+            ref["namespace"] = self.namespace
+        if self.uid:
+            ref["uid"] = self.uid
+        return ref
+
+
+@dataclass
+class _Posted:
+    name: str
+    namespace: str
+    count: int
+    last: datetime
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class EventRecorder:
+    def __init__(self, client: KubeClient, component: str, instance: str) -> None:
+        self._client = client
+        self._component = component
+        self._instance = instance
+        self._posted: dict[tuple[str, str, str, str], _Posted] = {}
+
+    async def post(
+        self,
+        about: ObjectRef,
+        reason: str,
+        message: str,
+        event_type: EventType = EventType.NORMAL,
+        *,
+        now: datetime | None = None,
+    ) -> JsonObject:
+        """Create an Event, or bump the count of the same one posted in the last ten minutes."""
+        now = now or datetime.now(UTC)
+        message = message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 1] + "…"
+        key = (about.uid or f"{about.kind}/{about.namespace}/{about.name}", reason, message, str(event_type))
+        seen = self._posted.get(key)
+        if seen is not None and now - seen.last < AGGREGATION_WINDOW:
+            try:
+                patched = await self._client.patch(
+                    EVENTS,
+                    seen.name,
+                    {"count": seen.count + 1, "lastTimestamp": _timestamp(now)},
+                    seen.namespace,
+                )
+            except ApiError:
+                pass  # the Event expired or was deleted: post a new one
+            else:
+                seen.count += 1
+                seen.last = now
+                return patched
+        namespace = about.namespace or CLUSTER_SCOPED_EVENT_NAMESPACE
+        name = f"{about.name}.{secrets.token_hex(8)}"
+        event: JsonObject = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": namespace},
+            "involvedObject": about.to_api(),
+            "reason": reason,
+            "message": message,
+            "type": str(event_type),
+            "count": 1,
+            "firstTimestamp": _timestamp(now),
+            "lastTimestamp": _timestamp(now),
+            "source": {"component": self._component},
+            "reportingComponent": self._component,
+            "reportingInstance": self._instance,
+        }
+        created = await self._client.create(EVENTS, event, namespace)
+        self._posted[key] = _Posted(name=name, namespace=namespace, count=1, last=now)
+        self._forget_older_than(now - AGGREGATION_WINDOW)
+        return created
+
+    def _forget_older_than(self, horizon: datetime) -> None:
+        for key in [key for key, posted in self._posted.items() if posted.last < horizon]:
+            del self._posted[key]

@@ -1,0 +1,162 @@
+"""Which backends kube-proxy uses for a Service, derived from its EndpointSlices (pure functions).
+
+kube-proxy programs the ready endpoints of a Service; only when none is ready does it fall
+back to the endpoints that are terminating but still serving. A backend is gone from the
+dataplane exactly when it leaves that set: it left every slice, or it stopped being ready
+while others are. That is the moment to flush it, while a gracefully terminating pod still
+answers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+@dataclass(frozen=True, order=True)
+class ServiceRef:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class SlicePort:
+    name: str
+    protocol: str
+    port: int
+
+
+@dataclass(frozen=True)
+class SliceState:
+    """What one EndpointSlice contributes: its ready and its serving-but-terminating addresses."""
+
+    ready: frozenset[str] = frozenset()
+    serving_terminating: frozenset[str] = frozenset()
+    ports: tuple[SlicePort, ...] = ()
+
+
+def _canonical(address: Any) -> str | None:
+    try:
+        return str(ipaddress.ip_address(str(address)))
+    except ValueError:
+        return None
+
+
+def parse_slice(obj: Mapping[str, Any]) -> tuple[ServiceRef, str, SliceState] | None:
+    """The Service, slice name and state of an EndpointSlice; None for slices kube-proxy ignores."""
+    meta = obj.get("metadata") or {}
+    service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    if not service or obj.get("addressType") not in ("IPv4", "IPv6"):
+        return None
+    ready: set[str] = set()
+    serving_terminating: set[str] = set()
+    for endpoint in obj.get("endpoints") or []:
+        addresses = endpoint.get("addresses") or []
+        address = _canonical(addresses[0]) if addresses else None
+        if address is None:
+            continue
+        conditions = endpoint.get("conditions") or {}
+        # Absent conditions mean ready and serving (discovery.k8s.io/v1 semantics).
+        is_ready = conditions.get("ready") is not False
+        serving = conditions.get("serving", is_ready) is not False
+        terminating = conditions.get("terminating") is True
+        if is_ready and not terminating:
+            ready.add(address)
+        elif serving and terminating:
+            serving_terminating.add(address)
+    ports = tuple(
+        SlicePort(str(p.get("name") or ""), str(p.get("protocol") or "TCP"), int(p["port"]))
+        for p in obj.get("ports") or []
+        if isinstance(p.get("port"), int)
+    )
+    state = SliceState(frozenset(ready), frozenset(serving_terminating), ports)
+    return ServiceRef(str(meta.get("namespace", "")), str(service)), str(meta.get("name", "")), state
+
+
+@dataclass
+class ServiceEndpoints:
+    """All slices of one Service."""
+
+    slices: dict[str, SliceState] = field(default_factory=dict)
+
+    def in_use(self) -> frozenset[str]:
+        """The backends kube-proxy programs: the ready ones, else the serving terminating ones."""
+        ready = frozenset().union(*(s.ready for s in self.slices.values()))
+        if ready:
+            return ready
+        return frozenset().union(*(s.serving_terminating for s in self.slices.values()))
+
+    def known(self) -> frozenset[str]:
+        """Every address any slice lists, in use or not: never to be touched as dead."""
+        return frozenset().union(*(s.ready | s.serving_terminating for s in self.slices.values()))
+
+    def endpoint_ports(self) -> dict[str, int]:
+        """Service port name → the port endpoints listen on (the IPVS real server port)."""
+        return {port.name: port.port for state in self.slices.values() for port in state.ports}
+
+
+@dataclass(frozen=True)
+class ServicePortInfo:
+    name: str
+    protocol: str
+    port: int
+    target_port: int | str
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    ref: ServiceRef
+    uid: str
+    labels: Mapping[str, str]
+    cluster_ips: tuple[str, ...]
+    ports: tuple[ServicePortInfo, ...]
+
+    def protocols(self) -> frozenset[str]:
+        return frozenset(port.protocol for port in self.ports)
+
+
+def parse_service(obj: Mapping[str, Any]) -> ServiceInfo | None:
+    """A Service with a cluster IP (the VIP kube-proxy programs); None for headless and ExternalName."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+    cluster_ips = tuple(ip for ip in (_canonical(raw) for raw in ips) if ip is not None)
+    if not cluster_ips or spec.get("type") == "ExternalName":
+        return None
+    ports = tuple(
+        ServicePortInfo(
+            name=str(p.get("name") or ""),
+            protocol=str(p.get("protocol") or "TCP"),
+            port=int(p["port"]),
+            target_port=p.get("targetPort", p["port"]),
+        )
+        for p in spec.get("ports") or []
+        if isinstance(p.get("port"), int)
+    )
+    return ServiceInfo(
+        ref=ServiceRef(str(meta.get("namespace", "")), str(meta.get("name", ""))),
+        uid=str(meta.get("uid", "")),
+        labels=dict(meta.get("labels") or {}),
+        cluster_ips=cluster_ips,
+        ports=ports,
+    )
+
+
+def resolve_target_port(port: ServicePortInfo, endpoint_ports: Mapping[str, int]) -> int | None:
+    """The real server port of a Service port: from the slices by port name, else a numeric targetPort."""
+    if port.name in endpoint_ports:
+        return endpoint_ports[port.name]
+    if isinstance(port.target_port, int):
+        return port.target_port
+    return None
+
+
+def union(sets: Iterable[frozenset[str]]) -> frozenset[str]:
+    return frozenset().union(*sets)

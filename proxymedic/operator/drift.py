@@ -1,0 +1,218 @@
+"""Drift between a node's reported dataplane and the cluster's EndpointSlices, and the escalation ladder.
+
+``detect`` compares one NodeProxyHealth with the live backends of the selected Services.
+``Ladder`` remembers how long each finding has lasted and what was already tried, and turns
+findings into proposals, one rung at a time (DESIGN §5):
+
+1. connections to a dead backend whose real server is gone → flush them (D3);
+2. a real server for a dead backend → remove it (the kernel then expires its connections);
+3. the removed real server comes back, a live backend's real server stays missing, or the
+   sync is stale → restart kube-proxy: its own cache is stale, and only a restart cures that.
+
+Each rung waits for the policy's minimum observation time, so the edge-triggered flush of a
+Service change and kube-proxy's own sync get their chance first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from proxymedic.api.health import Finding, FindingType, Freshness, NodeProxyHealthStatus
+from proxymedic.operator.backends import ServiceRef
+from proxymedic.operator.guardrails import ActionKind
+
+VipKey = tuple[str, int, str]
+"""(VIP, port, protocol) of a virtual server."""
+
+READD_MEMORY = timedelta(minutes=30)
+"""How long a removal we ordered counts as evidence when its real server comes back."""
+
+
+@dataclass(frozen=True)
+class SelectedVip:
+    service: ServiceRef
+    policy: str
+    live: frozenset[str]
+    target_port: int
+
+
+@dataclass(frozen=True)
+class DriftFinding:
+    node: str
+    type: FindingType
+    message: str
+    service: ServiceRef | None = None
+    vip: str | None = None
+    port: int | None = None
+    backend: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.node, str(self.type), str(self.service or ""), self.backend or "")
+
+
+def detect(
+    node: str, status: NodeProxyHealthStatus, selected: Mapping[VipKey, SelectedVip]
+) -> list[DriftFinding]:
+    """Findings of one node; the agent's own node-local findings pass through unchanged."""
+    findings: list[DriftFinding] = []
+    for vs in status.virtual_servers:
+        sel = selected.get((vs.vip, vs.port, str(vs.protocol)))
+        if sel is None:
+            continue
+        where = f"{sel.service} ({vs.vip}:{vs.port}/{vs.protocol})"
+        present = {rs.ip for rs in vs.real_servers}
+        for rs in vs.real_servers:
+            if rs.ip not in sel.live:
+                findings.append(
+                    DriftFinding(
+                        node,
+                        FindingType.STALE_REAL_SERVER,
+                        f"real server {rs.ip}:{rs.port} of {where} is no longer a backend",
+                        sel.service,
+                        vs.vip,
+                        vs.port,
+                        rs.ip,
+                    )
+                )
+        for orphan in vs.orphaned_connections:
+            if orphan.ip not in sel.live and orphan.ip not in present and orphan.connections > 0:
+                findings.append(
+                    DriftFinding(
+                        node,
+                        FindingType.STALE_CONNECTIONS,
+                        f"{orphan.connections} connection entries of {where} still point at {orphan.ip}",
+                        sel.service,
+                        vs.vip,
+                        vs.port,
+                        orphan.ip,
+                    )
+                )
+        for backend in sorted(sel.live - present):
+            findings.append(
+                DriftFinding(
+                    node,
+                    FindingType.MISSING_REAL_SERVER,
+                    f"backend {backend} of {where} has no real server on this node",
+                    sel.service,
+                    vs.vip,
+                    vs.port,
+                    backend,
+                )
+            )
+    if status.kube_proxy.freshness is Freshness.STALE:
+        findings.append(
+            DriftFinding(
+                node,
+                FindingType.KUBE_PROXY_SYNC_STALE,
+                status.kube_proxy.reason or "kube-proxy sync is stale",
+            )
+        )
+    findings.extend(_reported(node, status.findings))
+    return findings
+
+
+_NODE_LOCAL = {FindingType.SYSCTL_DRIFT, FindingType.CONNTRACK_PRESSURE}
+
+
+def _reported(node: str, reported: Iterable[Finding]) -> Iterable[DriftFinding]:
+    for finding in reported:
+        if finding.type in _NODE_LOCAL:
+            yield DriftFinding(node, finding.type, finding.message, vip=finding.vip, port=finding.port)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One rung the ladder proposes for a node."""
+
+    kind: ActionKind
+    node: str
+    since: datetime
+    finding: DriftFinding
+    remove_real_servers: bool = False
+
+
+@dataclass
+class Ladder:
+    min_observation: timedelta
+    first_seen: dict[tuple[str, str, str, str], datetime] = field(default_factory=dict)
+    removed: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
+    """(node, service, backend) → when we ordered its real server removed."""
+
+    def observe(self, node: str, findings: list[DriftFinding], now: datetime) -> None:
+        """Record the node's current findings; those that disappeared start over."""
+        current = {finding.key for finding in findings}
+        for key in [key for key in self.first_seen if key[0] == node and key not in current]:
+            del self.first_seen[key]
+        for key in current:
+            self.first_seen.setdefault(key, now)
+        horizon = now - READD_MEMORY
+        for removal in [removal for removal, at in self.removed.items() if at < horizon]:
+            del self.removed[removal]
+
+    def steps(self, node: str, findings: list[DriftFinding], now: datetime) -> list[Step]:
+        """The rungs that are due for the node now."""
+        due: list[Step] = []
+        restart_reason: DriftFinding | None = None
+        for finding in findings:
+            since = self.first_seen.get(finding.key, now)
+            readded = (
+                finding.type is FindingType.STALE_REAL_SERVER
+                and (node, str(finding.service), finding.backend or "") in self.removed
+            )
+            if readded:
+                restart_reason = restart_reason or DriftFinding(
+                    node,
+                    FindingType.KUBE_PROXY_SYNC_STALE,
+                    f"kube-proxy re-added real server {finding.backend} of {finding.service} "
+                    "after its removal: its cache is stale",
+                    finding.service,
+                    finding.vip,
+                    finding.port,
+                    finding.backend,
+                )
+                continue
+            if now - since < self.min_observation:
+                continue
+            if finding.type is FindingType.STALE_CONNECTIONS:
+                due.append(Step(ActionKind.FLUSH_STALE_BACKENDS, node, since, finding))
+            elif finding.type is FindingType.STALE_REAL_SERVER:
+                due.append(
+                    Step(ActionKind.FLUSH_STALE_BACKENDS, node, since, finding, remove_real_servers=True)
+                )
+            elif finding.type in (FindingType.MISSING_REAL_SERVER, FindingType.KUBE_PROXY_SYNC_STALE):
+                restart_reason = restart_reason or finding
+            elif finding.type is FindingType.SYSCTL_DRIFT:
+                due.append(Step(ActionKind.ENFORCE_SYSCTLS, node, since, finding))
+        if restart_reason is not None:
+            due.append(
+                Step(ActionKind.RESTART_KUBE_PROXY, node, self._since(restart_reason, now), restart_reason)
+            )
+        return due
+
+    def _since(self, finding: DriftFinding, now: datetime) -> datetime:
+        return self.first_seen.get(finding.key, now)
+
+    def acted(self, step: Step, now: datetime) -> None:
+        """A step ran: remember removals as evidence, and restart the clock of its finding."""
+        if step.remove_real_servers and step.finding.backend:
+            self.removed[(step.node, str(step.finding.service), step.finding.backend)] = now
+        self.first_seen[step.finding.key] = now
+        if step.kind is ActionKind.RESTART_KUBE_PROXY:
+            for removal in [removal for removal in self.removed if removal[0] == step.node]:
+                del self.removed[removal]
+
+    def restart_candidates(self, findings_by_node: Mapping[str, list[DriftFinding]]) -> frozenset[str]:
+        """Nodes that look stale: what the anomaly breaker counts."""
+        stale = set()
+        for node, findings in findings_by_node.items():
+            for finding in findings:
+                restart_worthy = finding.type in (
+                    FindingType.KUBE_PROXY_SYNC_STALE,
+                    FindingType.MISSING_REAL_SERVER,
+                )
+                if restart_worthy or (node, str(finding.service), finding.backend or "") in self.removed:
+                    stale.add(node)
+        return frozenset(stale)
