@@ -144,6 +144,10 @@ class NodeProxyHealthStatus(ApiModel):
     recent_results: Annotated[list[IntentResult], Field(max_length=MAX_RECENT_RESULTS)] = Field(
         default_factory=list
     )
+    problems: Annotated[list[Annotated[str, Field(max_length=512)]], Field(max_length=16)] = Field(
+        default_factory=list,
+        description="What the agent could not sense, and why (e.g. a permission it lacks).",
+    )
 
 
 class NodeProxyHealth(ApiModel):

@@ -1,0 +1,56 @@
+"""The node's dataplane as the agent sees it: the adapters, a kube-proxy probe and a clock.
+
+The same agent code runs on the kernel (``kernel_dataplane``) and on the modelled dataplane
+(``modelled_dataplane``, for the demo, the emulator tests and the benchmarks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from proxymedic.dataplane.kubeproxy import KubeProxyObservation
+from proxymedic.dataplane.kubeproxy_probe import ProbeConfig, probe_kube_proxy
+from proxymedic.dataplane.types import ConnectionTable, ConntrackAdapter, IPVSAdapter, SysctlAdapter
+
+Probe = Callable[[], Awaitable[KubeProxyObservation]]
+
+
+@dataclass
+class NodeDataplane:
+    ipvs: IPVSAdapter | None
+    """None where the node has no IPVS (iptables or nftables mode): IPVS steps are skipped."""
+    connections: ConnectionTable | None
+    conntrack: ConntrackAdapter | None
+    sysctls: SysctlAdapter
+    probe: Probe
+    clock: Callable[[], float] = time.time
+    """Wall-clock seconds; virtual time in simulations."""
+    pause: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """Wait for the kernel, e.g. for the flush it queues when a real server is removed."""
+    kernel_version: str = ""
+
+
+def kernel_dataplane(probe_config: ProbeConfig | None = None) -> NodeDataplane:
+    """Adapters over this node's kernel (netlink, /proc) and its kube-proxy on localhost."""
+    from proxymedic.dataplane.conntrack import NetlinkConntrack
+    from proxymedic.dataplane.ipvs import NetlinkIPVS
+    from proxymedic.dataplane.procfs import ProcConnectionTable
+    from proxymedic.dataplane.sysctl import ProcSysctl
+
+    config = probe_config or ProbeConfig()
+
+    async def probe() -> KubeProxyObservation:
+        return await probe_kube_proxy(config)
+
+    return NodeDataplane(
+        ipvs=NetlinkIPVS(),
+        connections=ProcConnectionTable(),
+        conntrack=NetlinkConntrack(),
+        sysctls=ProcSysctl(),
+        probe=probe,
+        kernel_version=platform.release(),
+    )

@@ -1,0 +1,159 @@
+"""Connect a NodeAgent to the API server: watch intents, sense, and report NodeProxyHealth.
+
+The agent writes only its own NodeProxyHealth; it never writes to intents (no finalizers,
+no annotations). It survives API errors with jittered, capped backoff and relists on 410.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Any
+
+import aiohttp
+
+from proxymedic.agent.agent import NodeAgent
+from proxymedic.agent.sensing import REPORTED_SYSCTLS
+from proxymedic.api.health import NodeProxyHealthStatus
+from proxymedic.kube.client import ApiError, ConflictError, GoneError, KubeClient, NotFoundError
+from proxymedic.kube.resources import INTENTS, NODE_HEALTHS, NODES
+
+logger = logging.getLogger("proxymedic.agent")
+
+BACKOFF_CAP = 30.0
+TRANSIENT = (ApiError, aiohttp.ClientError, TimeoutError, ValueError)
+
+
+def status_patch(status: NodeProxyHealthStatus) -> dict[str, Any]:
+    """A merge patch that replaces the whole status: absent values become null, so they are removed."""
+    body = status.model_dump(mode="json", by_alias=True)
+    body["sysctls"] = {
+        name: status.sysctls.get(name) for name in sorted(set(REPORTED_SYSCTLS) | set(status.sysctls))
+    }
+    return {"status": body}
+
+
+class AgentRunner:
+    def __init__(self, client: KubeClient, agent: NodeAgent) -> None:
+        self.client = client
+        self.agent = agent
+        self._report_now = asyncio.Event()
+        self.writes = 0
+
+    @property
+    def node(self) -> str:
+        return self.agent.node_name
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._retrying("create NodeProxyHealth", self._ensure_object, stop)
+        await self._retrying("read node labels", self._load_labels, stop)
+        tasks = [
+            asyncio.create_task(self._watch_intents(stop), name=f"intents:{self.node}"),
+            asyncio.create_task(self._report_loop(stop), name=f"report:{self.node}"),
+        ]
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _retrying(self, what: str, step: Any, stop: asyncio.Event) -> None:
+        attempt = 0
+        while not stop.is_set():
+            try:
+                await step()
+                return
+            except TRANSIENT as exc:
+                attempt += 1
+                delay = random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**attempt))
+                logger.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    async def _ensure_object(self) -> None:
+        node_obj: dict[str, Any] | None
+        try:
+            node_obj = await self.client.get(NODES, self.node)
+        except NotFoundError:
+            node_obj = None
+        metadata: dict[str, Any] = {"name": self.node}
+        if node_obj is not None:
+            # Owned by the Node: the garbage collector deletes the report with the node.
+            metadata["ownerReferences"] = [
+                {"apiVersion": "v1", "kind": "Node", "name": self.node, "uid": node_obj["metadata"]["uid"]}
+            ]
+        body = {
+            "apiVersion": NODE_HEALTHS.api_version,
+            "kind": "NodeProxyHealth",
+            "metadata": metadata,
+            "spec": {"nodeName": self.node},
+        }
+        with contextlib.suppress(ConflictError):
+            await self.client.create(NODE_HEALTHS, body)
+
+    async def _load_labels(self) -> None:
+        try:
+            node_obj = await self.client.get(NODES, self.node)
+        except NotFoundError:
+            return
+        self.agent.node_labels = dict(node_obj.get("metadata", {}).get("labels") or {})
+
+    async def handle(self, event_type: str, obj: dict[str, Any]) -> None:
+        if event_type in ("ADDED", "MODIFIED") and await self.agent.on_intent(obj) is not None:
+            self._report_now.set()
+
+    async def _watch_intents(self, stop: asyncio.Event) -> None:
+        attempt = 0
+        while not stop.is_set():
+            try:
+                items, version = await self.client.list(INTENTS)
+                # On start and after every relist: re-apply whatever is unexpired and addressed here.
+                for item in sorted(items, key=lambda o: o.get("spec", {}).get("decidedAt", "")):
+                    await self.handle("ADDED", item)
+                attempt = 0
+                while not stop.is_set():
+                    async for event in self.client.watch(INTENTS, version):
+                        version = event.resource_version or version
+                        await self.handle(event.type, event.object)
+            except GoneError:
+                continue
+            except TRANSIENT as exc:
+                attempt += 1
+                delay = random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**attempt))
+                logger.warning("watching intents failed (%s); retrying in %.1f s", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    async def _report_loop(self, stop: asyncio.Event) -> None:
+        settings = self.agent.settings
+        while not stop.is_set():
+            try:
+                await self.report()
+            except TRANSIENT as exc:
+                logger.warning("reporting NodeProxyHealth failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._report_now.wait(), settings.sense_interval)
+            if self._report_now.is_set():
+                # Let results of intents arriving together share one write.
+                await asyncio.sleep(settings.min_write_interval)
+                self._report_now.clear()
+
+    async def report(self) -> bool:
+        """Sense, and write the status if it changed materially or the heartbeat is due."""
+        status = await self.agent.observe()
+        now = self.agent.dataplane.clock()
+        if not self.agent.due(status, now):
+            return False
+        try:
+            await self.client.patch(NODE_HEALTHS, self.node, status_patch(status), subresource="status")
+        except NotFoundError:
+            await self._ensure_object()
+            await self.client.patch(NODE_HEALTHS, self.node, status_patch(status), subresource="status")
+        self.agent.written(status, now)
+        self.writes += 1
+        return True

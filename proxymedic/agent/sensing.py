@@ -1,0 +1,226 @@
+"""Sense one node: kube-proxy, IPVS, conntrack and sysctls, into a NodeProxyHealth status.
+
+Whatever cannot be read is left out and named in ``problems``: the operator treats absence
+as unknown, never as a reason to act.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from proxymedic.agent.node import NodeDataplane
+from proxymedic.api.health import (
+    MAX_FINDINGS,
+    MAX_REAL_SERVERS,
+    MAX_VIRTUAL_SERVERS,
+    ConntrackState,
+    Finding,
+    FindingType,
+    Freshness,
+    Healthz,
+    IPVSState,
+    KubeProxyState,
+    NodeProxyHealthStatus,
+    OrphanedConnections,
+    ProxyMode,
+    RealServerState,
+    VirtualServerState,
+)
+from proxymedic.api.policy import ServiceProtocol
+from proxymedic.dataplane import kubeproxy
+from proxymedic.dataplane import sysctl as names
+from proxymedic.dataplane.types import DataplaneError, Endpoint, L4Protocol, ServiceKey, VirtualService
+
+REPORTED_SYSCTLS = (
+    names.EXPIRE_NODEST_CONN,
+    names.EXPIRE_QUIESCENT_TEMPLATE,
+    names.VS_CONNTRACK,
+    names.NF_CONNTRACK_MAX,
+    names.NF_CONNTRACK_UDP_TIMEOUT,
+    names.NF_CONNTRACK_UDP_TIMEOUT_STREAM,
+)
+CONNTRACK_PRESSURE_PERCENT = 90
+
+
+@dataclass
+class SenseSettings:
+    stale_after_seconds: float = kubeproxy.DEFAULT_STALE_AFTER_SECONDS
+    conntrack_pressure_percent: int = CONNTRACK_PRESSURE_PERCENT
+
+
+@dataclass
+class LocalFindings:
+    """First-seen times of node-local findings, kept across sensing rounds."""
+
+    since: dict[str, datetime] = field(default_factory=dict)
+
+    def keep(self, found: list[tuple[str, FindingType, str]], now: datetime) -> list[Finding]:
+        current = {key for key, _, _ in found}
+        for key in [key for key in self.since if key not in current]:
+            del self.since[key]
+        return [
+            Finding(type=kind, message=message, since=self.since.setdefault(key, now))
+            for key, kind, message in found
+        ]
+
+
+def _mode(observation: kubeproxy.KubeProxyObservation) -> ProxyMode:
+    try:
+        return ProxyMode(str(observation.mode)) if observation.mode is not None else ProxyMode.UNKNOWN
+    except ValueError:
+        return ProxyMode.UNKNOWN
+
+
+def _timestamp(seconds: float | None) -> datetime | None:
+    return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
+
+
+def kube_proxy_state(observation: kubeproxy.KubeProxyObservation, stale_after: float) -> KubeProxyState:
+    verdict = kubeproxy.judge(observation, stale_after=stale_after)
+    metrics = observation.metrics
+    last_sync = last_queued = None
+    if metrics is not None:
+        syncs = [f.last_sync for f in metrics.families if f.last_sync is not None]
+        queued = [f.last_queued for f in metrics.families if f.last_queued is not None]
+        last_sync = min(syncs) if syncs else None  # the family furthest behind
+        last_queued = max(queued) if queued else None
+    healthz = Healthz.UNKNOWN
+    if observation.healthz is not None:
+        healthz = Healthz.HEALTHY if observation.healthz.healthy else Healthz.UNHEALTHY
+    return KubeProxyState(
+        freshness=Freshness(str(verdict.freshness)),
+        reason=verdict.reason[:1024],
+        last_sync_time=_timestamp(last_sync),
+        last_queued_time=_timestamp(last_queued),
+        healthz=healthz,
+    )
+
+
+def virtual_servers(
+    services: list[VirtualService], connections: dict[tuple[ServiceKey, Endpoint], int]
+) -> tuple[list[VirtualServerState], bool]:
+    """The UDP virtual servers with their real servers, connection counts and orphaned connections."""
+    per_service: dict[ServiceKey, dict[Endpoint, int]] = defaultdict(dict)
+    for (service, destination), count in connections.items():
+        per_service[service][destination] = count
+    states: list[VirtualServerState] = []
+    udp = sorted((vs for vs in services if vs.key.protocol is L4Protocol.UDP), key=lambda vs: vs.key)
+    for vs in udp[:MAX_VIRTUAL_SERVERS]:
+        counts = per_service.get(vs.key, {})
+        present = {rs.endpoint for rs in vs.real_servers}
+        real = [
+            RealServerState(
+                ip=str(rs.endpoint.ip),
+                port=rs.endpoint.port,
+                weight=rs.weight,
+                connections=counts.get(rs.endpoint, 0),
+            )
+            for rs in sorted(vs.real_servers, key=lambda rs: rs.endpoint)
+        ][:MAX_REAL_SERVERS]
+        orphaned = [
+            OrphanedConnections(ip=str(dest.ip), port=dest.port, connections=count)
+            for dest, count in sorted(counts.items())
+            if dest not in present and count > 0
+        ][:MAX_REAL_SERVERS]
+        states.append(
+            VirtualServerState(
+                vip=str(vs.key.vip),
+                port=vs.key.port,
+                protocol=ServiceProtocol.UDP,
+                real_servers=real,
+                orphaned_connections=orphaned,
+            )
+        )
+    return states, len(udp) > MAX_VIRTUAL_SERVERS
+
+
+def _local_findings(
+    mode: ProxyMode, sysctls: dict[str, int], conntrack: ConntrackState | None, settings: SenseSettings
+) -> list[tuple[str, FindingType, str]]:
+    found: list[tuple[str, FindingType, str]] = []
+    if mode is ProxyMode.IPVS:
+        for name in (names.EXPIRE_NODEST_CONN, names.EXPIRE_QUIESCENT_TEMPLATE):
+            if sysctls.get(name) == 0:
+                found.append(
+                    (
+                        f"sysctl:{name}",
+                        FindingType.SYSCTL_DRIFT,
+                        f"{name} is 0: connections to removed backends live until their timeout",
+                    )
+                )
+    if conntrack is not None and conntrack.max > 0:
+        percent = 100 * conntrack.count / conntrack.max
+        if percent >= settings.conntrack_pressure_percent:
+            found.append(
+                (
+                    "conntrack",
+                    FindingType.CONNTRACK_PRESSURE,
+                    f"conntrack table {percent:.0f}% full ({conntrack.count} of {conntrack.max})",
+                )
+            )
+    return found
+
+
+async def sense(
+    dataplane: NodeDataplane, settings: SenseSettings, local: LocalFindings, agent_version: str
+) -> NodeProxyHealthStatus:
+    """One round of sensing; never raises on what the node returns (it goes into ``problems``)."""
+    problems: list[str] = []
+    observation = await dataplane.probe()
+    mode = _mode(observation)
+
+    ipvs_state: IPVSState | None = None
+    states: list[VirtualServerState] = []
+    truncated = False
+    if dataplane.ipvs is not None and mode in (ProxyMode.IPVS, ProxyMode.UNKNOWN):
+        try:
+            timeouts = dataplane.ipvs.get_timeouts()
+            ipvs_state = IPVSState(
+                tcp_timeout_seconds=timeouts.tcp,
+                tcp_fin_timeout_seconds=timeouts.tcp_fin,
+                udp_timeout_seconds=timeouts.udp,
+            )
+            services = dataplane.ipvs.list_services()
+            counts: dict[tuple[ServiceKey, Endpoint], int] = {}
+            if dataplane.connections is not None:
+                counts = {
+                    (c.service, c.destination): c.count for c in dataplane.connections.connection_counts()
+                }
+            states, truncated = virtual_servers(services, counts)
+        except DataplaneError as exc:
+            problems.append(f"IPVS: {exc}"[:512])
+
+    sysctls: dict[str, int] = {}
+    for name in REPORTED_SYSCTLS:
+        try:
+            sysctls[name] = dataplane.sysctls.read(name)
+        except DataplaneError:
+            continue  # absent module or file: the value is unknown, not a problem of the agent
+
+    conntrack: ConntrackState | None = None
+    if dataplane.conntrack is not None:
+        try:
+            stats = dataplane.conntrack.stats()
+            conntrack = ConntrackState(count=stats.count, max=stats.max, drops=stats.drops)
+        except DataplaneError as exc:
+            problems.append(f"conntrack: {exc}"[:512])
+
+    now = datetime.fromtimestamp(dataplane.clock(), UTC)
+    findings = local.keep(_local_findings(mode, sysctls, conntrack, settings), now)[:MAX_FINDINGS]
+    return NodeProxyHealthStatus(
+        observed_at=now,
+        agent_version=agent_version,
+        kernel_version=dataplane.kernel_version[:128],
+        proxy_mode=mode,
+        kube_proxy=kube_proxy_state(observation, settings.stale_after_seconds),
+        ipvs=ipvs_state,
+        sysctls=sysctls,
+        conntrack=conntrack,
+        virtual_servers=states,
+        virtual_servers_truncated=truncated,
+        findings=findings,
+        finding_count=len(findings),
+        problems=problems[:16],
+    )

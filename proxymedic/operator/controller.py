@@ -1,0 +1,381 @@
+"""The operator's control loop: watched changes in, guarded intents, status and Events out.
+
+Kopf handlers (``handlers.py``) call the ``*_event`` methods; every write goes through the
+API client. Decisions come from the pure modules (planner, drift, guardrails, aggregation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from proxymedic.api.intent import RemediationIntent, RemediationIntentSpec, RemediationIntentStatus
+from proxymedic.api.meta import API_VERSION, resource_dict
+from proxymedic.api.policy import LastRemediation, ProxyHealthPolicy
+from proxymedic.kube.client import ApiError, ConflictError, KubeClient, NotFoundError
+from proxymedic.kube.events import EventRecorder, EventType, ObjectRef
+from proxymedic.kube.resources import INTENTS
+from proxymedic.operator.aggregation import IntentTracking, event_reason, summary_message
+from proxymedic.operator.backends import ServiceRef
+from proxymedic.operator.guardrails import ActionKind, ActionRecord, ClusterView, Proposal, Verdict, evaluate
+from proxymedic.operator.metrics import OperatorMetrics
+from proxymedic.operator.planner import DEFAULT_INTENT_TTL, IntentDraft, plan_backend_flush
+from proxymedic.operator.policy_status import PolicyStatusWriter
+from proxymedic.operator.state import Cluster, PolicyEntry
+
+logger = logging.getLogger("proxymedic.operator")
+
+POLICY_LABEL = "proxymedic.io/policy"
+SERVICE_LABEL = "proxymedic.io/service"
+HOLD_EVENT_REPEAT = timedelta(minutes=5)
+
+
+@dataclass
+class ControllerSettings:
+    coalesce_window: float = 0.05
+    """Seconds to gather EndpointSlice changes of one Service into one decision."""
+    intent_ttl: timedelta = DEFAULT_INTENT_TTL
+
+
+class Controller:
+    def __init__(
+        self,
+        client: KubeClient,
+        recorder: EventRecorder,
+        metrics: OperatorMetrics | None = None,
+        settings: ControllerSettings | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.client = client
+        self.recorder = recorder
+        self.metrics = metrics or OperatorMetrics()
+        self.settings = settings or ControllerSettings()
+        self.now = clock
+        self.cluster = Cluster()
+        self.status = PolicyStatusWriter(client, recorder, self.cluster, clock)
+        self._pending: dict[ServiceRef, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._holds_posted: dict[tuple[str, str, str], datetime] = {}
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    async def drain(self) -> None:
+        """Wait for decisions in flight (tests and shutdown)."""
+        while self._pending or self._tasks:
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            else:  # coalescing timers are not awaitable: wait for them to turn into tasks
+                await asyncio.sleep(self.settings.coalesce_window)
+
+    # --- policies ----------------------------------------------------------------------
+
+    async def policy_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        name = str(body["metadata"]["name"])
+        entry = self.cluster.set_policy(name, None if event_type == "DELETED" else body)
+        if entry is None:
+            return
+        if entry.errors:
+            await self.recorder.post(
+                ObjectRef.of(dict(body)),
+                "PolicyRejected",
+                "invalid policy, not applied: " + "; ".join(entry.errors),
+                EventType.WARNING,
+            )
+        await self.status.write(name, entry)
+
+    # --- Services and their EndpointSlices ------------------------------------------------
+
+    def service_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        ref = self.cluster.set_service(body, deleted=event_type == "DELETED")
+        if ref is None:
+            meta = body.get("metadata") or {}
+            self.cluster.acted.pop(ServiceRef(str(meta.get("namespace")), str(meta.get("name"))), None)
+
+    def slice_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        ref = self.cluster.set_slice(body, deleted=event_type == "DELETED")
+        if ref is None or ref in self._pending:
+            return
+        loop = asyncio.get_running_loop()
+        self._pending[ref] = loop.call_later(self.settings.coalesce_window, self._due, ref)
+
+    def _due(self, ref: ServiceRef) -> None:
+        self._pending.pop(ref, None)
+        self.spawn(self.evaluate_service(ref))
+
+    async def evaluate_service(self, ref: ServiceRef) -> None:
+        """Compare the Service's in-use backends with those at the last decision, and act on the dead."""
+        endpoints = self.cluster.endpoints.get(ref)
+        if endpoints is None:
+            return
+        live = endpoints.in_use()
+        before = self.cluster.acted.get(ref)
+        self.cluster.acted[ref] = live
+        await self._supersede(ref, live)
+        if before is None:
+            return  # first sight: nothing to compare with
+        dead = before - live
+        policy = self.cluster.governing(ref)
+        service = self.cluster.services.get(ref)
+        if not dead or policy is None or service is None:
+            return
+        now = self.now()
+        draft = plan_backend_flush(
+            policy,
+            service,
+            endpoints.endpoint_ports(),
+            frozenset(dead),
+            live,
+            now,
+            ttl=self.settings.intent_ttl,
+        )
+        if draft is None:
+            return
+        subject = ObjectRef("v1", "Service", ref.name, ref.namespace, service.uid)
+        await self.issue(policy, draft, Proposal(ActionKind.FLUSH_STALE_BACKENDS), subject, service=ref)
+
+    async def _supersede(self, ref: ServiceRef, live: frozenset[str]) -> None:
+        """Delete open intents that call a backend dead which is live again (its IP came back)."""
+        for tracking in list(self.cluster.intents.values()):
+            spec = tracking.intent.spec
+            if spec.service is None or (spec.service.namespace, spec.service.name) != (
+                ref.namespace,
+                ref.name,
+            ):
+                continue
+            if tracking.summarized or not live & set(spec.dead_backends):
+                continue
+            await self._delete_intent(tracking)
+            logger.info(
+                "intent %s superseded: %s is live again", tracking.name, live & set(spec.dead_backends)
+            )
+
+    # --- issuing intents -------------------------------------------------------------------
+
+    def cluster_view(self, policy: ProxyHealthPolicy, stale: frozenset[str] = frozenset()) -> ClusterView:
+        return ClusterView(
+            selected_nodes=len(self.cluster.selected_nodes(policy, self.now())),
+            stale_nodes=stale,
+            restarts_in_progress=frozenset(self.cluster.restarts),
+        )
+
+    def guard(
+        self, policy: ProxyHealthPolicy, proposal: Proposal, view: ClusterView | None = None
+    ) -> Verdict:
+        entry = self.cluster.policies[policy.metadata.name]
+        return evaluate(policy, proposal, entry.history, view or self.cluster_view(policy), self.now())
+
+    async def hold(
+        self, policy: ProxyHealthPolicy, proposal: Proposal, verdict: Verdict, subject: ObjectRef
+    ) -> None:
+        """Report a held decision: a RemediationHeld Event naming the rule, at most every few minutes."""
+        assert verdict.rule is not None
+        entry = self.cluster.policies[policy.metadata.name]
+        entry.counters.actions_held += 1
+        entry.status_dirty = True
+        self.metrics.holds.labels(str(verdict.rule)).inc()
+        self.metrics.decisions.labels(str(proposal.kind), "held").inc()
+        key = (subject.name, str(proposal.kind), str(verdict.rule))
+        now = self.now()
+        last = self._holds_posted.get(key)
+        if last is not None and now - last < HOLD_EVENT_REPEAT:
+            return
+        self._holds_posted[key] = now
+        await self.recorder.post(
+            subject,
+            "RemediationHeld",
+            f"{verdict.rule}: {verdict.message} [policy {policy.metadata.name}]",
+            EventType.WARNING,
+        )
+
+    async def issue(
+        self,
+        policy: ProxyHealthPolicy,
+        draft: IntentDraft,
+        proposal: Proposal,
+        subject: ObjectRef,
+        *,
+        service: ServiceRef | None = None,
+        target_nodes: int | None = None,
+    ) -> bool:
+        """Guard the decision and create its intent; False when held."""
+        verdict = self.guard(policy, proposal)
+        if not verdict.allowed:
+            await self.hold(policy, proposal, verdict, subject)
+            return False
+        entry = self.cluster.policies[policy.metadata.name]
+        labels = {POLICY_LABEL: policy.metadata.name}
+        if service is not None:
+            labels[SERVICE_LABEL] = f"{service.namespace}.{service.name}"[:63]
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "RemediationIntent",
+            "metadata": {"name": draft.name, "labels": labels},
+            "spec": resource_dict(draft.spec),
+        }
+        try:
+            created = await self.client.create(INTENTS, body)
+        except ConflictError:
+            return True  # decided already, by this operator or one before it
+        intent = RemediationIntent.model_validate(created)
+        targets = target_nodes if target_nodes is not None else self._count_targets(policy, draft.spec)
+        self.cluster.intents[intent.metadata.name] = IntentTracking(intent, targets)
+        self.metrics.decisions.labels(str(proposal.kind), "dry_run" if draft.spec.dry_run else "issued").inc()
+        self.metrics.open_intents.set(sum(1 for t in self.cluster.intents.values() if not t.summarized))
+        entry.counters.intents_issued += 1
+        entry.status_dirty = True
+        if not draft.spec.dry_run:
+            entry.history.append(ActionRecord(proposal.kind, self.now(), proposal.node))
+        await self._write_intent_status(self.cluster.intents[intent.metadata.name])
+        if targets == 0:
+            await self.finish(self.cluster.intents[intent.metadata.name])
+        return True
+
+    def _count_targets(self, policy: ProxyHealthPolicy, spec: RemediationIntentSpec) -> int:
+        if not spec.all_nodes:
+            return len(spec.node_names)
+        now = self.now()
+        return sum(
+            1
+            for node in self.cluster.selected_nodes(policy, now)
+            if spec.addresses(node, self.cluster.nodes.get(node, {}))
+        )
+
+    # --- intents and their results ---------------------------------------------------------
+
+    async def intent_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Rebuild the tracking of intents after a restart; forget deleted ones."""
+        name = str(body["metadata"]["name"])
+        if event_type == "DELETED":
+            self.cluster.intents.pop(name, None)
+            return
+        if name in self.cluster.intents:
+            return
+        try:
+            intent = RemediationIntent.model_validate(body)
+        except ValidationError:
+            return
+        status = intent.status or RemediationIntentStatus()
+        policy_entry = self.cluster.policies.get(intent.spec.policy_name)
+        policy = policy_entry.policy if policy_entry else None
+        targets = status.target_nodes
+        if targets is None:
+            targets = self._count_targets(policy, intent.spec) if policy else len(intent.spec.node_names)
+        tracking = IntentTracking(intent, targets, summarized=status.completed_at is not None)
+        self.cluster.intents[name] = tracking
+        for node, health in self.cluster.healths.items():
+            for result in health.recent_results:
+                if result.intent == name and result.intent_uid in (None, intent.metadata.uid):
+                    tracking.record(node, result)
+        if tracking.complete() and not tracking.summarized:
+            await self.finish(tracking)
+
+    async def collect_results(self, node: str) -> None:
+        health = self.cluster.healths.get(node)
+        if health is None:
+            return
+        for result in health.recent_results:
+            tracking = self.cluster.intents.get(result.intent)
+            if tracking is None or tracking.summarized:
+                continue
+            if result.intent_uid not in (None, tracking.intent.metadata.uid):
+                continue
+            if tracking.record(node, result):
+                self.metrics.intent_outcomes.labels(
+                    str(tracking.intent.spec.action), str(result.outcome)
+                ).inc()
+            if tracking.complete():
+                await self.finish(tracking)
+
+    async def finish(self, tracking: IntentTracking, *, expired: bool = False) -> None:
+        """Write the intent's final status and post its one summary Event."""
+        if tracking.summarized:
+            return
+        tracking.summarized = True
+        spec = tracking.intent.spec
+        counts = tracking.counts()
+        duration = tracking.duration_seconds()
+        if duration is not None and tracking.complete():
+            self.metrics.intent_latency.labels(str(spec.action)).observe(duration)
+        self.metrics.open_intents.set(sum(1 for t in self.cluster.intents.values() if not t.summarized))
+        await self._write_intent_status(tracking, completed=True)
+        message = summary_message(tracking)
+        if expired and not tracking.complete():
+            message += f"; {tracking.target_nodes - len(tracking.results)} nodes did not report before expiry"
+        reason = event_reason(tracking.intent, counts)
+        failed = counts.failed or counts.refused or (expired and not tracking.complete())
+        subject = self._subject_of(tracking)
+        await self.recorder.post(subject, reason, message, EventType.WARNING if failed else EventType.NORMAL)
+        entry = self.cluster.policies.get(spec.policy_name)
+        if entry is not None:
+            entry.counters.actions_applied += counts.applied
+            entry.counters.dry_run_actions += counts.dry_run
+            entry.last_remediation = LastRemediation(
+                time=self.now(),
+                action=reason,
+                target=f"{subject.kind} {subject.name}"[:512],
+                message=message[:1024],
+            )
+            entry.status_dirty = True
+
+    def _subject_of(self, tracking: IntentTracking) -> ObjectRef:
+        spec = tracking.intent.spec
+        if spec.service is not None:
+            ref = ServiceRef(spec.service.namespace, spec.service.name)
+            info = self.cluster.services.get(ref)
+            return ObjectRef("v1", "Service", ref.name, ref.namespace, info.uid if info else None)
+        if len(spec.node_names) == 1:
+            return ObjectRef("v1", "Node", spec.node_names[0])
+        return ObjectRef(API_VERSION, "RemediationIntent", tracking.name, uid=tracking.intent.metadata.uid)
+
+    async def _write_intent_status(self, tracking: IntentTracking, completed: bool = False) -> None:
+        duration = tracking.duration_seconds()
+        status = RemediationIntentStatus(
+            target_nodes=tracking.target_nodes,
+            reported_nodes=len(tracking.results),
+            outcomes=tracking.counts(),
+            completed_at=self.now() if completed else None,
+            duration_seconds=duration if completed else None,
+        )
+        try:
+            await self.client.patch(
+                INTENTS, tracking.name, {"status": resource_dict(status)}, subresource="status"
+            )
+        except NotFoundError:
+            pass
+        except ApiError as exc:
+            logger.warning("cannot write the status of intent %s: %s", tracking.name, exc)
+
+    # --- housekeeping ------------------------------------------------------------------------
+
+    async def expire_intents(self) -> None:
+        """Summarize intents that expired before every node reported, and delete expired ones."""
+        now = self.now()
+        for tracking in list(self.cluster.intents.values()):
+            if tracking.intent.spec.expires_at > now:
+                continue
+            await self.finish(tracking, expired=True)
+            await self._delete_intent(tracking)
+
+    async def _delete_intent(self, tracking: IntentTracking) -> None:
+        with contextlib.suppress(NotFoundError):
+            await self.client.delete(INTENTS, tracking.name, uid=tracking.intent.metadata.uid)
+        self.cluster.intents.pop(tracking.name, None)
+
+    def policy_entry(self, name: str) -> PolicyEntry | None:
+        return self.cluster.policies.get(name)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("operator task %s failed", task.get_name(), exc_info=task.exception())

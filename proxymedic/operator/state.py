@@ -1,0 +1,171 @@
+"""What the operator has seen of the cluster, in memory: rebuilt from the watches after a restart.
+
+Nothing here talks to the API server; the handlers feed it and the controller queries it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from proxymedic.api.errors import describe_errors
+from proxymedic.api.health import NodeProxyHealth, NodeProxyHealthStatus
+from proxymedic.api.policy import LastRemediation, ProxyHealthPolicy
+from proxymedic.operator.aggregation import IntentTracking
+from proxymedic.operator.backends import (
+    ServiceEndpoints,
+    ServiceInfo,
+    ServiceRef,
+    parse_service,
+    parse_slice,
+    resolve_target_port,
+)
+from proxymedic.operator.drift import Ladder, SelectedVip, VipKey
+from proxymedic.operator.guardrails import HOUR, ActionRecord
+from proxymedic.operator.planner import covering_policy
+
+AGENT_SILENT_AFTER = timedelta(minutes=15)
+"""An agent that has not reported for this long is not counted as a target of new intents."""
+
+
+@dataclass
+class Counters:
+    intents_issued: int = 0
+    actions_applied: int = 0
+    actions_held: int = 0
+    dry_run_actions: int = 0
+    kube_proxy_restarts: int = 0
+
+
+@dataclass
+class PolicyEntry:
+    policy: ProxyHealthPolicy | None
+    """None while the latest version is invalid: an invalid policy is never half-applied."""
+    errors: list[str] = field(default_factory=list)
+    generation: int | None = None
+    ladder: Ladder | None = None
+    history: list[ActionRecord] = field(default_factory=list)
+    breaker_tripped: bool = False
+    status_dirty: bool = True
+    counters: Counters = field(default_factory=Counters)
+    last_remediation: LastRemediation | None = None
+
+
+@dataclass
+class Cluster:
+    policies: dict[str, PolicyEntry] = field(default_factory=dict)
+    services: dict[ServiceRef, ServiceInfo] = field(default_factory=dict)
+    endpoints: dict[ServiceRef, ServiceEndpoints] = field(default_factory=dict)
+    acted: dict[ServiceRef, frozenset[str]] = field(default_factory=dict)
+    """The in-use backends of each Service when the operator last decided about it."""
+    nodes: dict[str, Mapping[str, str]] = field(default_factory=dict)
+    healths: dict[str, NodeProxyHealthStatus] = field(default_factory=dict)
+    intents: dict[str, IntentTracking] = field(default_factory=dict)
+    restarts: dict[str, datetime] = field(default_factory=dict)
+    """Nodes whose kube-proxy pod was deleted, and when: restarts in progress."""
+
+    # --- feeding -----------------------------------------------------------------------
+
+    def set_policy(self, name: str, raw: Mapping[str, Any] | None) -> PolicyEntry | None:
+        """Store a policy, or the reasons it is invalid; None when it was deleted."""
+        if raw is None:
+            self.policies.pop(name, None)
+            return None
+        entry = self.policies.setdefault(name, PolicyEntry(policy=None))
+        entry.generation = (raw.get("metadata") or {}).get("generation")
+        entry.status_dirty = True
+        try:
+            policy = ProxyHealthPolicy.model_validate({k: v for k, v in raw.items() if k != "status"})
+        except ValidationError as exc:
+            entry.policy, entry.errors = None, describe_errors(exc)
+            return entry
+        entry.policy, entry.errors = policy, []
+        min_observation = policy.spec.guardrails.min_observation
+        if entry.ladder is None:
+            entry.ladder = Ladder(min_observation)
+        entry.ladder.min_observation = min_observation
+        return entry
+
+    def set_service(self, raw: Mapping[str, Any], deleted: bool) -> ServiceRef | None:
+        info = parse_service(raw)
+        meta = raw.get("metadata") or {}
+        ref = ServiceRef(str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if deleted or info is None:
+            self.services.pop(ref, None)
+            return None
+        self.services[ref] = info
+        return ref
+
+    def set_slice(self, raw: Mapping[str, Any], deleted: bool) -> ServiceRef | None:
+        parsed = parse_slice(raw)
+        if parsed is None:
+            return None
+        ref, name, state = parsed
+        endpoints = self.endpoints.setdefault(ref, ServiceEndpoints())
+        if deleted:
+            endpoints.slices.pop(name, None)
+        else:
+            endpoints.slices[name] = state
+        return ref
+
+    def set_health(self, node: str, raw: Mapping[str, Any] | None) -> NodeProxyHealthStatus | None:
+        if raw is None:
+            self.healths.pop(node, None)
+            return None
+        try:
+            health = NodeProxyHealth.model_validate(raw)
+        except ValidationError:
+            return None  # a report the models reject is no evidence of anything
+        if health.status is None:
+            return None
+        self.healths[node] = health.status
+        return health.status
+
+    # --- queries -----------------------------------------------------------------------
+
+    def valid_policies(self) -> list[ProxyHealthPolicy]:
+        return [entry.policy for entry in self.policies.values() if entry.policy is not None]
+
+    def governing(self, ref: ServiceRef) -> ProxyHealthPolicy | None:
+        service = self.services.get(ref)
+        return covering_policy(self.valid_policies(), service) if service else None
+
+    def selected_services(self, policy: ProxyHealthPolicy) -> Iterator[ServiceInfo]:
+        for ref, service in self.services.items():
+            governing = self.governing(ref)
+            if governing is not None and governing.metadata.name == policy.metadata.name:
+                yield service
+
+    def selected_nodes(self, policy: ProxyHealthPolicy, now: datetime) -> list[str]:
+        """Nodes the policy selects that have a live agent: the targets of its intents."""
+        selector = policy.spec.nodes.label_selector
+        return sorted(
+            node
+            for node, status in self.healths.items()
+            if now - status.observed_at < AGENT_SILENT_AFTER and selector.matches(self.nodes.get(node, {}))
+        )
+
+    def selected_vips(self, policy: ProxyHealthPolicy) -> dict[VipKey, SelectedVip]:
+        """(VIP, port, protocol) → Service and live backends, for every Service the policy governs."""
+        result: dict[VipKey, SelectedVip] = {}
+        protocols = {str(protocol) for protocol in policy.spec.services.protocols}
+        for service in self.selected_services(policy):
+            endpoints = self.endpoints.get(service.ref, ServiceEndpoints())
+            live = endpoints.in_use()
+            ports = endpoints.endpoint_ports()
+            for port in service.ports:
+                target = resolve_target_port(port, ports)
+                if port.protocol not in protocols or target is None:
+                    continue
+                for vip in service.cluster_ips:
+                    key = (vip, port.port, port.protocol)
+                    result[key] = SelectedVip(service.ref, policy.metadata.name, live, target)
+        return result
+
+    def prune_history(self, now: datetime) -> None:
+        for entry in self.policies.values():
+            entry.history = [record for record in entry.history if now - record.at < HOUR]
