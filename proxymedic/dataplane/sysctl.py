@@ -1,0 +1,113 @@
+"""Integer sysctls through /proc/sys, with errors that say what is missing.
+
+The vs sysctls exist only while the ip_vs module is loaded, the nf_conntrack ones only
+while nf_conntrack is; in a container /proc/sys is mounted read-only unless the pod is
+privileged, which is the usual reason a write fails.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from proxymedic.dataplane.types import (
+    DataplaneError,
+    DataplanePermissionError,
+    DataplaneUnavailableError,
+)
+
+EXPIRE_NODEST_CONN = "net.ipv4.vs.expire_nodest_conn"
+EXPIRE_QUIESCENT_TEMPLATE = "net.ipv4.vs.expire_quiescent_template"
+VS_CONNTRACK = "net.ipv4.vs.conntrack"
+NF_CONNTRACK_MAX = "net.netfilter.nf_conntrack_max"
+NF_CONNTRACK_COUNT = "net.netfilter.nf_conntrack_count"
+NF_CONNTRACK_UDP_TIMEOUT = "net.netfilter.nf_conntrack_udp_timeout"
+NF_CONNTRACK_UDP_TIMEOUT_STREAM = "net.netfilter.nf_conntrack_udp_timeout_stream"
+
+IPVS_SYSCTLS = (EXPIRE_NODEST_CONN, EXPIRE_QUIESCENT_TEMPLATE, VS_CONNTRACK)
+CONNTRACK_SYSCTLS = (
+    NF_CONNTRACK_MAX,
+    NF_CONNTRACK_COUNT,
+    NF_CONNTRACK_UDP_TIMEOUT,
+    NF_CONNTRACK_UDP_TIMEOUT_STREAM,
+)
+
+_PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+# Opens a file by path with os.open flags and returns a descriptor; injectable so tests
+# can produce EROFS/EACCES even when they run as root.
+Opener = Callable[[str, int], int]
+
+
+def _default_opener(path: str, flags: int) -> int:
+    return os.open(path, flags)
+
+
+def owning_module(name: str) -> str:
+    """The kernel module that provides a sysctl, for error messages."""
+    if name.startswith("net.ipv4.vs."):
+        return "ip_vs"
+    if name.startswith(("net.netfilter.nf_conntrack", "net.nf_conntrack")):
+        return "nf_conntrack"
+    return "the kernel module providing it"
+
+
+def sysctl_path(root: Path, name: str) -> Path:
+    """``net.ipv4.vs.conntrack`` -> ``<root>/net/ipv4/vs/conntrack``; refuses paths in disguise."""
+    parts = name.split(".")
+    if not name or "/" in name or "\\" in name or "\0" in name or any(p in ("", "..") for p in parts):
+        raise ValueError(f"not a sysctl name: {name!r}")
+    return root.joinpath(*parts)
+
+
+class ProcSysctl:
+    """The ``SysctlAdapter`` protocol over a /proc/sys tree (or a copy of one in tests)."""
+
+    def __init__(self, root: Path = Path("/proc/sys"), opener: Opener = _default_opener) -> None:
+        self.root = root
+        self._open = opener
+
+    def _error(self, name: str, action: str, exc: OSError) -> DataplaneError:
+        if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
+            return DataplaneUnavailableError(
+                f"sysctl {name} is missing ({exc.filename or self.root}): "
+                f"the {owning_module(name)} module may not be loaded"
+            )
+        if exc.errno in _PERMISSION_ERRNOS:
+            return DataplanePermissionError(
+                f"cannot {action} sysctl {name}: {os.strerror(exc.errno or 0)}; "
+                "writing needs CAP_NET_ADMIN and a writable /proc/sys "
+                "(a container without privilege sees it read-only)"
+            )
+        return DataplaneError(f"cannot {action} sysctl {name}: {exc}")
+
+    def read(self, name: str) -> int:
+        path = sysctl_path(self.root, name)
+        try:
+            fd = self._open(str(path), os.O_RDONLY)
+            try:
+                raw = os.read(fd, 4096)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise self._error(name, "read", exc) from exc
+        text = raw.decode("ascii", "replace").strip()
+        try:
+            return int(text)
+        except ValueError:
+            raise DataplaneError(f"sysctl {name} holds {text[:40]!r}, not one integer") from None
+
+    def write(self, name: str, value: int) -> None:
+        path = sysctl_path(self.root, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"sysctl {name} takes an integer, not {value!r}")
+        try:
+            fd = self._open(str(path), os.O_WRONLY)
+            try:
+                os.write(fd, f"{value}\n".encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise self._error(name, "write", exc) from exc
