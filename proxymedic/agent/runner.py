@@ -26,13 +26,28 @@ BACKOFF_CAP = 30.0
 TRANSIENT = (ApiError, aiohttp.ClientError, TimeoutError, ValueError)
 
 
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
+def _merge_patch(value: Any) -> Any:
+    """Objects keep their nulls (a merge patch deletes those keys); lists are replaced whole, so
+    their items carry no nulls."""
+    if isinstance(value, dict):
+        return {key: _merge_patch(item) for key, item in value.items()}
+    return _without_nulls(value)
+
+
 def status_patch(status: NodeProxyHealthStatus) -> dict[str, Any]:
-    """A merge patch that replaces the whole status: absent values become null, so they are removed."""
+    """A merge patch that replaces the whole status: what is absent now is removed, not kept stale."""
     body = status.model_dump(mode="json", by_alias=True)
-    body["sysctls"] = {
-        name: status.sysctls.get(name) for name in sorted(set(REPORTED_SYSCTLS) | set(status.sysctls))
-    }
-    return {"status": body}
+    names = sorted(set(REPORTED_SYSCTLS) | set(status.sysctls))
+    body["sysctls"] = {name: status.sysctls.get(name) for name in names}
+    return {"status": _merge_patch(body)}
 
 
 class AgentRunner:

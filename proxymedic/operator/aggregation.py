@@ -83,7 +83,10 @@ def summary_message(tracking: IntentTracking) -> str:
         totals["connections flushed"] += result.flushed_connections
         totals["real servers removed"] += result.removed_real_servers
         totals["conntrack entries deleted"] += result.deleted_conntrack_entries
-    what = ", ".join(f"{count} {label}" for label, count in totals.items() if count) or "nothing to change"
+    what = ", ".join(f"{count} {label}" for label, count in totals.items() if count)
+    if not what:
+        changed = [r.message for r in tracking.results.values() if r.outcome is IntentOutcome.APPLIED]
+        what = changed[0] if changed else "nothing to change"
     if spec.service is not None:
         vips = ",".join(spec.service.cluster_ips)
         ports = ",".join(f"{port.port}/{port.protocol}" for port in spec.service.ports)

@@ -153,27 +153,31 @@ class Ladder:
             del self.removed[removal]
 
     def steps(self, node: str, findings: list[DriftFinding], now: datetime) -> list[Step]:
-        """The rungs that are due for the node now."""
+        """The rungs that are due for the node now: at most one restart and one sysctl step."""
         due: list[Step] = []
-        restart_reason: DriftFinding | None = None
+        restart: Step | None = None
+        sysctls: Step | None = None
         for finding in findings:
-            since = self.first_seen.get(finding.key, now)
-            readded = (
-                finding.type is FindingType.STALE_REAL_SERVER
-                and (node, str(finding.service), finding.backend or "") in self.removed
-            )
-            if readded:
-                restart_reason = restart_reason or DriftFinding(
+            removed_at = self._removed_at(node, finding)
+            if removed_at is not None:
+                # Removed by us and back again: the removal and its undoing are the observation.
+                restart = restart or Step(
+                    ActionKind.RESTART_KUBE_PROXY,
                     node,
-                    FindingType.KUBE_PROXY_SYNC_STALE,
-                    f"kube-proxy re-added real server {finding.backend} of {finding.service} "
-                    "after its removal: its cache is stale",
-                    finding.service,
-                    finding.vip,
-                    finding.port,
-                    finding.backend,
+                    removed_at,
+                    DriftFinding(
+                        node,
+                        FindingType.KUBE_PROXY_SYNC_STALE,
+                        f"kube-proxy re-added real server {finding.backend} of {finding.service} "
+                        "after its removal: its cache is stale",
+                        finding.service,
+                        finding.vip,
+                        finding.port,
+                        finding.backend,
+                    ),
                 )
                 continue
+            since = self.first_seen.get(finding.key, now)
             if now - since < self.min_observation:
                 continue
             if finding.type is FindingType.STALE_CONNECTIONS:
@@ -183,17 +187,15 @@ class Ladder:
                     Step(ActionKind.FLUSH_STALE_BACKENDS, node, since, finding, remove_real_servers=True)
                 )
             elif finding.type in (FindingType.MISSING_REAL_SERVER, FindingType.KUBE_PROXY_SYNC_STALE):
-                restart_reason = restart_reason or finding
+                restart = restart or Step(ActionKind.RESTART_KUBE_PROXY, node, since, finding)
             elif finding.type is FindingType.SYSCTL_DRIFT:
-                due.append(Step(ActionKind.ENFORCE_SYSCTLS, node, since, finding))
-        if restart_reason is not None:
-            due.append(
-                Step(ActionKind.RESTART_KUBE_PROXY, node, self._since(restart_reason, now), restart_reason)
-            )
-        return due
+                sysctls = sysctls or Step(ActionKind.ENFORCE_SYSCTLS, node, since, finding)
+        return due + [step for step in (sysctls, restart) if step is not None]
 
-    def _since(self, finding: DriftFinding, now: datetime) -> datetime:
-        return self.first_seen.get(finding.key, now)
+    def _removed_at(self, node: str, finding: DriftFinding) -> datetime | None:
+        if finding.type is not FindingType.STALE_REAL_SERVER:
+            return None
+        return self.removed.get((node, str(finding.service), finding.backend or ""))
 
     def acted(self, step: Step, now: datetime) -> None:
         """A step ran: remember removals as evidence, and restart the clock of its finding."""
@@ -204,15 +206,19 @@ class Ladder:
             for removal in [removal for removal in self.removed if removal[0] == step.node]:
                 del self.removed[removal]
 
-    def restart_candidates(self, findings_by_node: Mapping[str, list[DriftFinding]]) -> frozenset[str]:
-        """Nodes that look stale: what the anomaly breaker counts."""
+    def restart_candidates(
+        self, findings_by_node: Mapping[str, list[DriftFinding]], now: datetime
+    ) -> frozenset[str]:
+        """Nodes that look stale now: a restart-worthy finding that has lasted the minimum observation,
+        or a real server that came back after its removal. What the anomaly breaker counts."""
         stale = set()
         for node, findings in findings_by_node.items():
             for finding in findings:
+                lasting = now - self.first_seen.get(finding.key, now) >= self.min_observation
                 restart_worthy = finding.type in (
                     FindingType.KUBE_PROXY_SYNC_STALE,
                     FindingType.MISSING_REAL_SERVER,
                 )
-                if restart_worthy or (node, str(finding.service), finding.backend or "") in self.removed:
+                if (restart_worthy and lasting) or self._removed_at(node, finding) is not None:
                     stale.add(node)
         return frozenset(stale)

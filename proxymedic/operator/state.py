@@ -63,6 +63,8 @@ class Cluster:
     acted: dict[ServiceRef, frozenset[str]] = field(default_factory=dict)
     """The in-use backends of each Service when the operator last decided about it."""
     nodes: dict[str, Mapping[str, str]] = field(default_factory=dict)
+    """Node name → labels."""
+    node_uids: dict[str, str] = field(default_factory=dict)
     healths: dict[str, NodeProxyHealthStatus] = field(default_factory=dict)
     intents: dict[str, IntentTracking] = field(default_factory=dict)
     restarts: dict[str, datetime] = field(default_factory=dict)
@@ -111,6 +113,16 @@ class Cluster:
         else:
             endpoints.slices[name] = state
         return ref
+
+    def set_node(self, raw: Mapping[str, Any], deleted: bool) -> None:
+        meta = raw.get("metadata") or {}
+        name = str(meta.get("name", ""))
+        if deleted:
+            self.nodes.pop(name, None)
+            self.node_uids.pop(name, None)
+            return
+        self.nodes[name] = dict(meta.get("labels") or {})
+        self.node_uids[name] = str(meta.get("uid", ""))
 
     def set_health(self, node: str, raw: Mapping[str, Any] | None) -> NodeProxyHealthStatus | None:
         if raw is None:

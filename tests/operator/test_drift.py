@@ -108,7 +108,11 @@ def test_ladder_waits_then_removes_then_restarts_on_readd() -> None:
     assert run(ladder, status(["10.0.0.2", "10.0.0.3"]), T0 + timedelta(seconds=40)) == []
     # kube-proxy re-adds it on its next sync: proof of a stale cache, restart at once.
     assert run(ladder, stale, T0 + timedelta(seconds=60)) == [(ActionKind.RESTART_KUBE_PROXY, False)]
-    assert ladder.restart_candidates({"n1": detect("n1", stale, SELECTED)}) == {"n1"}
+    readded = ladder.steps("n1", detect("n1", stale, SELECTED), T0 + timedelta(seconds=60))
+    assert readded[0].since == T0 + timedelta(seconds=31), "observed since the removal, not since now"
+    assert ladder.restart_candidates({"n1": detect("n1", stale, SELECTED)}, T0 + timedelta(seconds=60)) == {
+        "n1"
+    }
 
 
 def test_ladder_flushes_orphaned_connections_after_observation() -> None:
@@ -122,7 +126,24 @@ def test_missing_real_server_or_stale_sync_escalates_to_restart() -> None:
     ladder = Ladder(min_observation=timedelta(seconds=30))
     missing = status(["10.0.0.2"])
     assert run(ladder, missing, T0) == []
+    found = {"n1": detect("n1", missing, SELECTED)}
+    assert ladder.restart_candidates(found, T0) == set(), (
+        "a fresh gap is kube-proxy catching up, not staleness"
+    )
     assert run(ladder, missing, T0 + timedelta(minutes=1)) == [(ActionKind.RESTART_KUBE_PROXY, False)]
+    assert ladder.restart_candidates(found, T0 + timedelta(minutes=1)) == {"n1"}
+
+
+def test_one_sysctl_step_per_round() -> None:
+    ladder = Ladder(min_observation=timedelta(seconds=0))
+    drifted = status(
+        ["10.0.0.2", "10.0.0.3"],
+        findings=[
+            {"type": "SysctlDrift", "message": "expire_nodest_conn is 0", "since": T0.isoformat()},
+            {"type": "SysctlDrift", "message": "expire_quiescent_template is 0", "since": T0.isoformat()},
+        ],
+    )
+    assert run(ladder, drifted, T0) == [(ActionKind.ENFORCE_SYSCTLS, False)]
 
 
 def test_a_finding_that_disappears_starts_over() -> None:

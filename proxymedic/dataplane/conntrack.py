@@ -1,0 +1,227 @@
+"""nf_conntrack over ctnetlink: the one typed place where ProxyMedic talks to pyroute2's conntrack.
+
+Deleting stale UDP entries (DESIGN §4 F5) is a filtered dump followed by one delete per
+entry, keyed by its original tuple:
+
+* the dump is filtered in the kernel with CTA_FILTER on BOTH directions at once: the
+  original tuple (UDP, destination VIP, destination port) and the reply tuple (source =
+  the dead backend). Linux 6.1 supports this (CTA_FILTER since 5.8; reply-direction
+  matching fixed since); pyroute2's ``dump()`` only sends one direction, so the request
+  is built here;
+* measured on Linux 6.1: a CTA_FILTER on the original destination ADDRESS matches nothing
+  for IPv6 (protocol, port and the reply source do work), so for IPv6 the VIP is not put in
+  the kernel filter and is matched in user space only;
+* every entry returned is checked again in user space, so an older kernel that ignores
+  part of the filter can only make the dump larger, never make a wrong entry go;
+* ctnetlink in 6.1 has no filtered delete (a flush takes a mark only), so each entry is
+  deleted by its original tuple. An entry that vanished in between (ENOENT) is not counted.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.nfnetlink.nfctsocket import (
+    IPCTNL_MSG_CT_GET,
+    NFCTAttrTuple,
+    NFCTSocket,
+    nfct_msg,
+)
+
+from proxymedic.dataplane.ipvs import map_netlink_error
+from proxymedic.dataplane.types import (
+    ConntrackStats,
+    DataplaneError,
+    IPAddress,
+)
+
+__all__ = ["ConntrackUDPEntry", "NetlinkConntrack"]
+
+_PROC_SYS = Path("/proc/sys/net/netfilter")
+
+
+@dataclass(frozen=True)
+class ConntrackUDPEntry:
+    """One UDP conntrack entry as seen through ctnetlink (original and reply tuples)."""
+
+    orig_src: IPAddress
+    orig_dst: IPAddress
+    orig_sport: int
+    orig_dport: int
+    reply_src: IPAddress
+    reply_sport: int
+
+
+def _family(ip: IPAddress) -> int:
+    return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+
+
+def _tuple_fields(tup: Any, family: int) -> tuple[IPAddress, IPAddress, int, int] | None:
+    """(src, dst, sport, dport) of a CTA_TUPLE_* attribute, or None if incomplete."""
+    if tup is None:
+        return None
+    ip = tup.get_attr("CTA_TUPLE_IP")
+    proto = tup.get_attr("CTA_TUPLE_PROTO")
+    if ip is None or proto is None:
+        return None
+    prefix = "CTA_IP_V6" if family == socket.AF_INET6 else "CTA_IP_V4"
+    src, dst = ip.get_attr(prefix + "_SRC"), ip.get_attr(prefix + "_DST")
+    sport, dport = proto.get_attr("CTA_PROTO_SRC_PORT"), proto.get_attr("CTA_PROTO_DST_PORT")
+    if src is None or dst is None or sport is None or dport is None:
+        return None
+    return ipaddress.ip_address(src), ipaddress.ip_address(dst), int(sport), int(dport)
+
+
+class NetlinkConntrack:
+    """ConntrackAdapter over pyroute2's ctnetlink socket (NETLINK_NETFILTER).
+
+    ``proc_sys`` is the directory holding nf_conntrack_count / nf_conntrack_max, used when
+    the netlink statistics request is refused or unavailable.
+    """
+
+    def __init__(
+        self,
+        socket_factory: Callable[[int], Any] | None = None,
+        proc_sys: Path = _PROC_SYS,
+    ) -> None:
+        self._factory: Callable[[int], Any] = socket_factory or (lambda fam: NFCTSocket(nfgen_family=fam))
+        self._proc_sys = proc_sys
+
+    @contextmanager
+    def _socket(self, family: int, operation: str) -> Iterator[Any]:
+        try:
+            sock = self._factory(family)
+        except (NetlinkError, OSError) as exc:
+            raise map_netlink_error(exc, f"{operation}: open ctnetlink socket") from exc
+        try:
+            yield sock
+        finally:
+            sock.close()
+
+    # --- statistics -----------------------------------------------------------------------
+
+    def stats(self) -> ConntrackStats:
+        """Entry count and table size (IPCTNL_MSG_CT_GET_STATS), plus per-CPU drop counters.
+
+        Falls back to /proc/sys/net/netfilter for count and max if netlink fails.
+        """
+        op = "read conntrack statistics"
+        try:
+            with self._socket(socket.AF_INET, op) as ct:
+                glob = list(ct.count())
+                if not glob:
+                    raise DataplaneError(f"{op}: no IPCTNL_MSG_CT_GET_STATS reply")
+                count = glob[0].get_attr("CTA_STATS_GLOBAL_ENTRIES")
+                maximum = glob[0].get_attr("CTA_STATS_GLOBAL_MAX_ENTRIES")
+                per_cpu = list(ct.stat())
+        except (NetlinkError, OSError) as exc:
+            return self._stats_from_proc(map_netlink_error(exc, op))
+        except DataplaneError as exc:
+            return self._stats_from_proc(exc)
+        if count is None or maximum is None:
+            return self._stats_from_proc(DataplaneError(f"{op}: incomplete reply"))
+
+        def total(name: str) -> int:
+            return sum(int(msg.get_attr(name) or 0) for msg in per_cpu)
+
+        return ConntrackStats(
+            count=int(count),
+            max=int(maximum),
+            drops=total("CTA_STATS_DROP"),
+            insert_failed=total("CTA_STATS_INSERT_FAILED"),
+            early_drops=total("CTA_STATS_EARLY_DROP"),
+        )
+
+    def _stats_from_proc(self, cause: DataplaneError) -> ConntrackStats:
+        try:
+            count = int((self._proc_sys / "nf_conntrack_count").read_text())
+            maximum = int((self._proc_sys / "nf_conntrack_max").read_text())
+        except (OSError, ValueError) as exc:
+            raise type(cause)(f"{cause}; /proc fallback failed: {exc}") from exc
+        return ConntrackStats(count=count, max=maximum)
+
+    # --- stale UDP entries (F5) ---------------------------------------------------------------
+
+    def list_udp_entries(
+        self, vip: IPAddress, port: int, backend: IPAddress | None = None
+    ) -> list[ConntrackUDPEntry]:
+        """UDP entries whose original destination is vip:port (and reply source is backend)."""
+        with self._socket(_family(vip), f"list UDP conntrack entries to {vip}:{port}") as ct:
+            return list(self._matching(ct, vip, port, backend))
+
+    def _matching(
+        self, ct: Any, vip: IPAddress, port: int, backend: IPAddress | None
+    ) -> Iterator[ConntrackUDPEntry]:
+        family = _family(vip)
+        # IPv6: no daddr in the kernel filter (Linux 6.1 then matches nothing, see module doc).
+        orig = NFCTAttrTuple(
+            family=family,
+            daddr=str(vip) if vip.version == 4 else None,
+            proto=socket.IPPROTO_UDP,
+            dport=port,
+        )
+        orig.attrs()  # computes .flags
+        filters: list[list[Any]] = [["CTA_FILTER_ORIG_FLAGS", orig.flags]]
+        kwargs: dict[str, Any] = {"tuple_orig": orig}
+        if backend is not None:
+            reply = NFCTAttrTuple(family=family, saddr=str(backend), proto=socket.IPPROTO_UDP)
+            reply.attrs()
+            filters.append(["CTA_FILTER_REPLY_FLAGS", reply.flags])
+            kwargs["tuple_reply"] = reply
+        msg = nfct_msg.create_from(cta_filter={"attrs": filters}, **kwargs)
+        op = f"dump UDP conntrack entries to {vip}:{port}"
+        try:
+            replies = list(ct.request(msg, IPCTNL_MSG_CT_GET, msg_flags=NLM_F_REQUEST | NLM_F_DUMP))
+        except (NetlinkError, OSError) as exc:
+            raise map_netlink_error(exc, op) from exc
+        for reply_msg in replies:
+            o = _tuple_fields(reply_msg.get_attr("CTA_TUPLE_ORIG"), family)
+            r = _tuple_fields(reply_msg.get_attr("CTA_TUPLE_REPLY"), family)
+            if o is None or r is None:
+                continue
+            entry = ConntrackUDPEntry(o[0], o[1], o[2], o[3], r[0], r[2])
+            # Defence in depth: the kernel filter narrows the dump, this check decides.
+            if entry.orig_dst != vip or entry.orig_dport != port:
+                continue
+            if backend is not None and entry.reply_src != backend:
+                continue
+            yield entry
+
+    def delete_udp_entries(self, vip: IPAddress, port: int, backend: IPAddress) -> int:
+        """DESIGN §4 F5: delete the UDP entries to vip:port whose reply source is backend.
+
+        Entries to the same VIP answered by any other backend are left alone. Returns the
+        number of entries this call deleted.
+        """
+        if vip.version != backend.version:
+            raise ValueError(f"address families differ: VIP {vip}, backend {backend}")
+        op = f"delete UDP conntrack entries {vip}:{port} -> {backend}"
+        family = _family(vip)
+        deleted = 0
+        with self._socket(family, op) as ct:
+            for entry in list(self._matching(ct, vip, port, backend)):
+                key = NFCTAttrTuple(
+                    family=family,
+                    saddr=str(entry.orig_src),
+                    daddr=str(entry.orig_dst),
+                    proto=socket.IPPROTO_UDP,
+                    sport=entry.orig_sport,
+                    dport=entry.orig_dport,
+                )
+                try:
+                    ct.entry("del", tuple_orig=key)
+                except NetlinkError as exc:
+                    if exc.code == errno.ENOENT:
+                        continue  # expired or deleted by someone else meanwhile
+                    raise map_netlink_error(exc, op) from exc
+                deleted += 1
+        return deleted

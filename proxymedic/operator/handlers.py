@@ -1,0 +1,143 @@
+"""Kopf wiring: thin handlers that feed the controller, and the operator's run function.
+
+Only event handlers and a timer are used. Event handlers store nothing on the objects they
+watch, so Services, EndpointSlices, Nodes and Pods stay untouched (DESIGN §3). The timer runs
+on ProxyHealthPolicy objects: Kopf pauses it on an operator that is not the active peer, and
+its finalizer lives on ProxyMedic's own kind only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from proxymedic.kube.client import Connection, KubeClient
+from proxymedic.kube.events import EventRecorder
+from proxymedic.operator.controller import Controller, ControllerSettings
+from proxymedic.operator.metrics import OperatorMetrics
+from proxymedic.operator.repairs import NodeRepairs
+
+logger = logging.getLogger("proxymedic.operator")
+
+GROUP, VERSION = "proxymedic.io", "v1alpha1"
+FINALIZER = "proxymedic.io/operator"
+LoginFn = Callable[..., Awaitable[kopf.ConnectionInfo | None] | kopf.ConnectionInfo | None]
+
+
+@dataclass
+class OperatorOptions:
+    controller: ControllerSettings = field(default_factory=ControllerSettings)
+    housekeeping_interval: float = 5.0
+    """Seconds between sweeps: findings age, intents expire, statuses are written."""
+    watch_server_timeout: int = 300
+    """Ask the API server to end each watch after this long; Kopf then re-establishes it.
+    Without a timeout a watch that silently died would blind the operator (kopf#585, kopf#847)."""
+    watch_client_timeout: int = 330
+    peering_name: str = "proxymedic"
+    standalone: bool = False
+    """No peering: for a single operator in tests and the demo. Production runs with peering."""
+    priority: int = 0
+    liveness_endpoint: str | None = None
+    instance: str = field(default_factory=socket.gethostname)
+
+
+def register(
+    registry: kopf.OperatorRegistry, controller: Controller, options: OperatorOptions
+) -> NodeRepairs:
+    repairs = NodeRepairs(controller)
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.watching.server_timeout = options.watch_server_timeout
+        settings.watching.client_timeout = options.watch_client_timeout
+        settings.watching.connect_timeout = 10
+        settings.posting.enabled = False  # ProxyMedic posts its own Events, one per decision
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+
+    @kopf.on.event(GROUP, VERSION, "proxyhealthpolicies", registry=registry)
+    async def policy_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        await controller.policy_event(type, dict(body))
+
+    # Every handler is a coroutine: Kopf runs plain functions in a thread pool, and the
+    # controller's state belongs to the event loop.
+    @kopf.on.event("", "v1", "services", registry=registry)
+    async def service_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        controller.service_event(type, dict(body))
+
+    @kopf.on.event("discovery.k8s.io", "v1", "endpointslices", registry=registry)
+    async def slice_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        controller.slice_event(type, dict(body))
+
+    @kopf.on.event("", "v1", "nodes", registry=registry)
+    async def node_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        controller.cluster.set_node(dict(body), deleted=type == "DELETED")
+
+    @kopf.on.event(GROUP, VERSION, "remediationintents", registry=registry)
+    async def intent_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        await controller.intent_event(type, dict(body))
+
+    @kopf.on.event(GROUP, VERSION, "nodeproxyhealths", registry=registry)
+    async def health_event(type: str | None, body: kopf.Body, name: str, **_: Any) -> None:
+        deleted = type == "DELETED"
+        if controller.cluster.set_health(name, None if deleted else dict(body)) is None:
+            return
+        await controller.collect_results(name)
+        for policy_name, entry in list(controller.cluster.policies.items()):
+            await repairs.policy_nodes(policy_name, entry, only=name)
+
+    @kopf.timer(
+        GROUP, VERSION, "proxyhealthpolicies", interval=options.housekeeping_interval, registry=registry
+    )
+    async def housekeeping(name: str, **_: Any) -> None:
+        controller.cluster.prune_history(controller.now())
+        await controller.expire_intents()
+        entry = controller.cluster.policies.get(name)
+        if entry is None:
+            return
+        await repairs.policy_nodes(name, entry)
+        await controller.status.write(name, entry)
+
+    return repairs
+
+
+async def run_operator(
+    connection: Connection,
+    login: LoginFn,
+    options: OperatorOptions | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+    metrics: OperatorMetrics | None = None,
+    controller_ready: Callable[[Controller], None] | None = None,
+) -> None:
+    """Run the operator until ``stop`` is set (or forever)."""
+    options = options or OperatorOptions()
+    registry = kopf.OperatorRegistry()
+    kopf.on.login(registry=registry)(login)
+    async with KubeClient(connection) as client:
+        recorder = EventRecorder(client, component="proxymedic-operator", instance=options.instance)
+        controller = Controller(client, recorder, metrics, options.controller)
+        register(registry, controller, options)
+        if controller_ready is not None:
+            controller_ready(controller)
+        await kopf.operator(
+            registry=registry,
+            clusterwide=True,
+            standalone=options.standalone,
+            # A peering name makes the peering CRD mandatory: only when peering is wanted.
+            peering_name=None if options.standalone else options.peering_name,
+            priority=options.priority,
+            liveness_endpoint=options.liveness_endpoint,
+            stop_flag=stop,
+            ready_flag=ready,
+        )

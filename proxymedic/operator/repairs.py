@@ -1,0 +1,294 @@
+"""Node repairs: walk the escalation ladder on each node's findings, and restart a stale kube-proxy.
+
+Restarting kube-proxy means deleting its pod on that node (its DaemonSet recreates it); the
+operator does it, never the agent, and only when every guardrail allows.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from proxymedic.api.health import FindingType, Freshness
+from proxymedic.api.intent import IntentAction, RemediationIntentSpec
+from proxymedic.api.policy import ProxyHealthPolicy
+from proxymedic.dataplane import sysctl as names
+from proxymedic.kube.client import ApiError, NotFoundError
+from proxymedic.kube.events import EventType, ObjectRef
+from proxymedic.kube.resources import PODS
+from proxymedic.operator.controller import Controller
+from proxymedic.operator.drift import DriftFinding, Step, detect
+from proxymedic.operator.guardrails import ActionKind, ActionRecord, ClusterView, Proposal, anomaly_tripped
+from proxymedic.operator.planner import IntentDraft, intent_name, plan_backend_flush
+from proxymedic.operator.state import PolicyEntry
+
+logger = logging.getLogger("proxymedic.operator")
+
+RESTART_SETTLE = timedelta(minutes=5)
+"""A restart counts as in progress until kube-proxy reports a fresh sync, or for this long."""
+
+
+class NodeRepairs:
+    def __init__(self, controller: Controller) -> None:
+        self.c = controller
+        self._stale_posted: set[str] = set()
+
+    def _findings(self, policy: ProxyHealthPolicy, node: str) -> list[DriftFinding]:
+        status = self.c.cluster.healths.get(node)
+        if status is None:
+            return []
+        findings = detect(node, status, self.c.cluster.selected_vips(policy))
+        stale_after = policy.spec.actions.restart_kube_proxy.stale_after
+        last_sync = status.kube_proxy.last_sync_time
+        now = self.c.now()
+
+        def too_early(finding: DriftFinding) -> bool:
+            # The agent judges with its own threshold; the policy's staleAfter must be exceeded too.
+            recent = last_sync is not None and now - last_sync < stale_after
+            return finding.type is FindingType.KUBE_PROXY_SYNC_STALE and recent
+
+        return [finding for finding in findings if not too_early(finding)]
+
+    async def sweep(self) -> None:
+        """Re-judge every node against every policy: findings age even when no report changes."""
+        self._restarts_settled()
+        for name, entry in list(self.c.cluster.policies.items()):
+            if entry.policy is not None:
+                await self.policy_nodes(name, entry)
+
+    async def policy_nodes(self, name: str, entry: PolicyEntry, only: str | None = None) -> None:
+        policy = entry.policy
+        if policy is None or entry.ladder is None or policy.paused:
+            return
+        now = self.c.now()
+        nodes = self.c.cluster.selected_nodes(policy, now)
+        findings = {node: self._findings(policy, node) for node in nodes}
+        stale = entry.ladder.restart_candidates(findings, now)
+        view = ClusterView(len(nodes), stale, frozenset(self.c.cluster.restarts))
+        await self._breaker(policy, entry, view)
+        for node in [only] if only is not None else nodes:
+            if node not in findings:
+                continue
+            await self._announce_stale(node, findings[node])
+            entry.ladder.observe(node, findings[node], now)
+            for step in entry.ladder.steps(node, findings[node], now):
+                await self._run(policy, entry, step, view)
+        await self.udp_timeouts(policy, entry, nodes)
+
+    async def _breaker(self, policy: ProxyHealthPolicy, entry: PolicyEntry, view: ClusterView) -> None:
+        tripped = anomaly_tripped(policy, view)
+        self.c.metrics.anomaly_breaker.labels(policy.metadata.name).set(1 if tripped else 0)
+        self.c.metrics.stale_nodes.set(len(view.stale_nodes))
+        if tripped == entry.breaker_tripped:
+            return
+        entry.breaker_tripped = tripped
+        entry.status_dirty = True
+        subject = ObjectRef(
+            "proxymedic.io/v1alpha1", "ProxyHealthPolicy", policy.metadata.name, uid=policy.metadata.uid
+        )
+        if tripped:
+            await self.c.recorder.post(
+                subject,
+                "AnomalyBreakerTripped",
+                f"{len(view.stale_nodes)} of {view.selected_nodes} nodes look stale at once "
+                f"(threshold {policy.spec.guardrails.anomaly_threshold_percent}%): suspect the control plane "
+                "or the network; every kube-proxy restart is held until fewer nodes look stale",
+                EventType.WARNING,
+            )
+        else:
+            await self.c.recorder.post(
+                subject, "AnomalyBreakerReset", "few enough nodes look stale: restarts resume"
+            )
+
+    async def _announce_stale(self, node: str, findings: list[DriftFinding]) -> None:
+        stale = next(
+            (f for f in findings if f.type is FindingType.KUBE_PROXY_SYNC_STALE and not f.backend), None
+        )
+        if stale is None:
+            self._stale_posted.discard(node)
+            return
+        if node in self._stale_posted:
+            return
+        self._stale_posted.add(node)
+        await self.c.recorder.post(
+            self._node_ref(node), "KubeProxySyncStale", stale.message, EventType.WARNING
+        )
+
+    def _node_ref(self, node: str) -> ObjectRef:
+        return ObjectRef("v1", "Node", node, uid=self.c.cluster.node_uids.get(node))
+
+    async def _run(
+        self, policy: ProxyHealthPolicy, entry: PolicyEntry, step: Step, view: ClusterView
+    ) -> None:
+        assert entry.ladder is not None
+        if step.kind is ActionKind.RESTART_KUBE_PROXY:
+            if await self._restart(policy, entry, step, view):
+                entry.ladder.acted(step, self.c.now())
+            return
+        draft = self._draft(policy, step)
+        if draft is None:
+            return
+        kind = ActionKind.REMOVE_STALE_REAL_SERVER if step.remove_real_servers else step.kind
+        proposal = Proposal(kind, step.node, step.since)
+        subject = self._node_ref(step.node)
+        service = step.finding.service
+        if await self.c.issue(policy, draft, proposal, subject, service=service, target_nodes=1):
+            entry.ladder.acted(step, self.c.now())
+
+    def _draft(self, policy: ProxyHealthPolicy, step: Step) -> IntentDraft | None:
+        now = self.c.now()
+        if step.kind is ActionKind.ENFORCE_SYSCTLS:
+            enforce = policy.spec.actions.enforce_sysctls
+            wanted = {}
+            if enforce.expire_nodest_conn:
+                wanted[names.EXPIRE_NODEST_CONN] = 1
+            if enforce.expire_quiescent_template:
+                wanted[names.EXPIRE_QUIESCENT_TEMPLATE] = 1
+            if not wanted:
+                return None
+            spec = RemediationIntentSpec.model_validate(
+                {
+                    "policyName": policy.metadata.name,
+                    "action": IntentAction.ENFORCE_SYSCTLS,
+                    "reason": step.finding.message,
+                    "nodeNames": [step.node],
+                    "dryRun": policy.spec.guardrails.dry_run,
+                    "decidedAt": now,
+                    "expiresAt": now + self.c.settings.intent_ttl,
+                    "parameters": {"sysctls": wanted},
+                }
+            )
+            return IntentDraft(intent_name(f"{step.node}-sysctls", step.node, now.isoformat()), spec)
+        service_ref = step.finding.service
+        if service_ref is None or step.finding.backend is None:
+            return None
+        service = self.c.cluster.services.get(service_ref)
+        endpoints = self.c.cluster.endpoints.get(service_ref)
+        if service is None or endpoints is None:
+            return None
+        return plan_backend_flush(
+            policy,
+            service,
+            endpoints.endpoint_ports(),
+            frozenset({step.finding.backend}),
+            endpoints.in_use(),
+            now,
+            node_names=[step.node],
+            remove_real_servers=step.remove_real_servers,
+            reason=f"on node {step.node}: {step.finding.message}",
+            ttl=self.c.settings.intent_ttl,
+        )
+
+    async def _restart(
+        self, policy: ProxyHealthPolicy, entry: PolicyEntry, step: Step, view: ClusterView
+    ) -> bool:
+        """Delete the node's kube-proxy pod if the guardrails allow; True when decided (done or dry-run)."""
+        node = step.node
+        subject = self._node_ref(node)
+        proposal = Proposal(ActionKind.RESTART_KUBE_PROXY, node, step.since)
+        verdict = self.c.guard(policy, proposal, view)
+        if not verdict.allowed:
+            await self.c.hold(policy, proposal, verdict, subject)
+            return False
+        why = step.finding.message
+        self.c.metrics.decisions.labels(str(proposal.kind), "dry_run" if verdict.dry_run else "issued").inc()
+        if verdict.dry_run:
+            entry.counters.dry_run_actions += 1
+            entry.status_dirty = True
+            await self.c.recorder.post(subject, "DryRun", f"would restart kube-proxy on {node}: {why}")
+            return True
+        target = policy.spec.actions.restart_kube_proxy.target
+        try:
+            pods, _ = await self.c.client.list(
+                PODS,
+                target.namespace,
+                label_selector=target.label_selector.to_query(),
+                field_selector=f"spec.nodeName={node}",
+            )
+        except ApiError as exc:
+            logger.warning("cannot list kube-proxy pods on %s: %s", node, exc)
+            return False
+        if not pods:
+            await self.c.recorder.post(
+                subject,
+                "KubeProxyNotFound",
+                f"no pod matches {target.label_selector.to_query()} in {target.namespace} on {node}",
+                EventType.WARNING,
+            )
+            return False
+        for pod in pods:
+            meta = pod["metadata"]
+            try:
+                await self.c.client.delete(PODS, meta["name"], meta.get("namespace"), uid=meta.get("uid"))
+            except NotFoundError:
+                continue
+        now = self.c.now()
+        self.c.cluster.restarts[node] = now
+        entry.history.append(ActionRecord(ActionKind.RESTART_KUBE_PROXY, now, node))
+        entry.counters.kube_proxy_restarts += 1
+        entry.status_dirty = True
+        self.c.metrics.kube_proxy_restarts.inc()
+        await self.c.recorder.post(
+            subject,
+            "KubeProxyRestarted",
+            f"deleted kube-proxy pod {', '.join(p['metadata']['name'] for p in pods)} on {node}: {why} "
+            f"[policy {policy.metadata.name}]",
+            EventType.WARNING,
+        )
+        return True
+
+    def _restarts_settled(self) -> None:
+        now = self.c.now()
+        for node, started in list(self.c.cluster.restarts.items()):
+            status = self.c.cluster.healths.get(node)
+            synced = (
+                status is not None
+                and status.kube_proxy.freshness is Freshness.FRESH
+                and status.kube_proxy.last_sync_time is not None
+                and status.kube_proxy.last_sync_time > started
+            )
+            if synced or now - started > RESTART_SETTLE:
+                del self.c.cluster.restarts[node]
+
+    async def udp_timeouts(self, policy: ProxyHealthPolicy, entry: PolicyEntry, nodes: list[str]) -> None:
+        """Prevention: one intent for the nodes whose IPVS UDP timeout differs from the policy's."""
+        action = policy.spec.actions.ipvs_udp_timeout
+        if not action.enabled:
+            return
+        wanted = int(action.timeout.total_seconds())
+        drifted = sorted(
+            node
+            for node in nodes
+            if (status := self.c.cluster.healths.get(node)) is not None
+            and status.ipvs is not None
+            and status.ipvs.udp_timeout_seconds not in (None, wanted)
+        )
+        open_for = {
+            node
+            for tracking in self.c.cluster.intents.values()
+            if tracking.intent.spec.action is IntentAction.SET_IPVS_UDP_TIMEOUT and not tracking.summarized
+            for node in tracking.intent.spec.node_names
+        }
+        drifted = [node for node in drifted if node not in open_for]
+        if not drifted:
+            return
+        now = self.c.now()
+        spec = RemediationIntentSpec.model_validate(
+            {
+                "policyName": policy.metadata.name,
+                "action": IntentAction.SET_IPVS_UDP_TIMEOUT,
+                "reason": f"IPVS UDP timeout differs from {wanted}s on {len(drifted)} nodes",
+                "nodeNames": drifted,
+                "dryRun": policy.spec.guardrails.dry_run,
+                "decidedAt": now,
+                "expiresAt": now + self.c.settings.intent_ttl,
+                "parameters": {"udpTimeoutSeconds": wanted},
+            }
+        )
+        draft = IntentDraft(intent_name("udp-timeout", ",".join(drifted), now.isoformat()), spec)
+        subject = ObjectRef(
+            "proxymedic.io/v1alpha1", "ProxyHealthPolicy", policy.metadata.name, uid=policy.metadata.uid
+        )
+        await self.c.issue(
+            policy, draft, Proposal(ActionKind.SET_IPVS_UDP_TIMEOUT), subject, target_nodes=len(drifted)
+        )

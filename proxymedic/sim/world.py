@@ -1,0 +1,415 @@
+"""A small simulated cluster: the API emulator, modelled nodes with a simulated kube-proxy and DNS
+clients, and, when asked, ProxyMedic's real operator and real agents.
+
+Everything runs in one event loop on real time. The operator and the agents talk to the
+emulator over real HTTP, exactly as in a cluster; only the kernel (the modelled dataplane)
+and kube-proxy (``KubeProxySim``) are simulated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from proxymedic.agent.agent import AgentSettings, NodeAgent
+from proxymedic.agent.node import NodeDataplane
+from proxymedic.agent.runner import AgentRunner
+from proxymedic.agent.sensing import SenseSettings
+from proxymedic.api.crd import KINDS, build_crd
+from proxymedic.dataplane.kubeproxy import KubeProxyObservation
+from proxymedic.dataplane.model import ModelConfig, ModelledNode
+from proxymedic.emulator.resources import kopf_peering_crds
+from proxymedic.emulator.runner import serve
+from proxymedic.emulator.server import KubernetesApiEmulator
+from proxymedic.kube.client import Connection, KubeClient
+from proxymedic.kube.resources import ENDPOINT_SLICES, EVENTS, NODES, PODS, POLICIES, SERVICES
+from proxymedic.operator.controller import Controller, ControllerSettings
+from proxymedic.operator.handlers import OperatorOptions, run_operator
+from proxymedic.sim.kubeproxy import KubeProxySim, Stall, desired_state
+from proxymedic.sim.traffic import DnsClient, clients_for
+
+DNS_NAMESPACE, DNS_SERVICE, DNS_VIP = "kube-system", "kube-dns", "10.96.0.10"
+
+
+@dataclass
+class NodeSpec:
+    name: str
+    kernel: tuple[int, int] = (6, 1)
+    expire_nodest_conn: int = 1
+    """kube-proxy sets both expire sysctls to 1 at start; a node where something reset one drifts."""
+    expire_quiescent_template: int = 1
+    note: str = "healthy"
+
+
+@dataclass
+class WorldSettings:
+    nodes: list[NodeSpec]
+    with_proxymedic: bool = True
+    policy_spec: dict[str, Any] = field(default_factory=dict)
+    backends: tuple[str, ...] = ("10.244.100.10", "10.244.100.11")
+    clients_per_node: int = 2
+    query_interval: float = 0.05
+    min_sync_period: float = 1.0
+    sync_period: float = 30.0
+    restart_delay: float = 0.5
+    agent_sense_interval: float = 0.5
+    agent_stale_after: float = 3.0
+    operator: OperatorOptions = field(
+        default_factory=lambda: OperatorOptions(
+            standalone=True, housekeeping_interval=0.5, controller=ControllerSettings(coalesce_window=0.05)
+        )
+    )
+
+
+@dataclass
+class SimNode:
+    spec: NodeSpec
+    model: ModelledNode
+    kube_proxy: KubeProxySim
+    clients: list[DnsClient]
+    metrics_unreachable: bool = False
+    """kube-proxy's metrics and healthz ports refuse connections (the agent must say Unknown)."""
+
+
+class World:
+    """``async with World(settings) as world:`` builds the cluster and runs it until the block ends."""
+
+    def __init__(self, settings: WorldSettings) -> None:
+        self.settings = settings
+        self.nodes: dict[str, SimNode] = {}
+        self.pods: dict[str, str] = dict.fromkeys(settings.backends, "ready")
+        """Backend IP → ready | terminating (still answering, not ready) | gone."""
+        self.controller: Controller | None = None
+        self.agents: dict[str, AgentRunner] = {}
+        self.traffic = False
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._components: dict[str, asyncio.Task[None]] = {}
+        self._component_stops: dict[str, asyncio.Event] = {}
+        self.url = ""
+        self._exit = contextlib.AsyncExitStack()
+        self.emulator: KubernetesApiEmulator
+        self.client: KubeClient
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> World:
+        self.emulator = await self._exit.enter_async_context(serve(keep_requests=False, history_size=5000))
+        for info in KINDS:
+            self.emulator.register_crd(build_crd(info))
+        for crd in kopf_peering_crds():
+            self.emulator.register_crd(crd)
+        url = str(self.emulator.url).rstrip("/")
+        self.client = await self._exit.enter_async_context(
+            KubeClient(Connection(server=url, ssl_context=False))
+        )
+        for index, spec in enumerate(self.settings.nodes, start=1):
+            self._add_node(spec, index)
+        await self._create_objects()
+        self._spawn(self._tick(), "ticker")
+        self._spawn(self._watch_kube_proxy_pods(), "kube-proxy-pods")
+        if self.settings.with_proxymedic:
+            self._start_proxymedic(url)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        for key in list(self._components):
+            await self.stop_component(key)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._exit.aclose()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
+
+    def _add_node(self, spec: NodeSpec, index: int) -> None:
+        model = ModelledNode(
+            time.time,
+            ModelConfig(
+                kernel_version=spec.kernel,
+                expire_nodest_conn=spec.expire_nodest_conn,
+                expire_quiescent_template=spec.expire_quiescent_template,
+            ),
+            alive=[ipaddress.ip_address(ip) for ip in self.settings.backends],
+        )
+        kube_proxy = KubeProxySim(
+            spec.name,
+            model,
+            min_sync_period=self.settings.min_sync_period,
+            sync_period=self.settings.sync_period,
+        )
+        clients = clients_for(spec.name, index, DNS_VIP, self.settings.clients_per_node)
+        self.nodes[spec.name] = SimNode(spec, model, kube_proxy, clients)
+        kube_proxy.restart(self.desired(), time.time())
+        kube_proxy.restarts = 0
+
+    def _start_proxymedic(self, url: str) -> None:
+        self.url = url
+        self.start_operator()
+        for name in self.nodes:
+            self.start_agent(name)
+
+    def start_operator(self) -> None:
+        """Run ProxyMedic's operator (again): it rebuilds its state from the watches."""
+        url = self.url
+
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server=url, insecure=True)
+
+        def keep(controller: Controller) -> None:
+            self.controller = controller
+
+        stop = self._component_stops["operator"] = asyncio.Event()
+        connection = Connection(server=url, ssl_context=False)
+        self._components["operator"] = asyncio.get_running_loop().create_task(
+            run_operator(connection, login, self.settings.operator, stop=stop, controller_ready=keep),
+            name="operator",
+        )
+
+    def start_agent(self, name: str) -> None:
+        """Run the agent of one node (again): a new process has no memory of what it applied."""
+        node = self.nodes[name]
+        kube_proxy = node.kube_proxy
+
+        async def probe() -> KubeProxyObservation:
+            if node.metrics_unreachable:
+                return KubeProxyObservation(
+                    observed_at=time.time(),
+                    metrics_error="http://127.0.0.1:10249/metrics: connection refused",
+                    mode_error="http://127.0.0.1:10249/proxyMode: connection refused",
+                    healthz_error="http://127.0.0.1:10256/healthz: connection refused",
+                )
+            return kube_proxy.observation(time.time())
+
+        dataplane = NodeDataplane(
+            ipvs=node.model,
+            connections=node.model,
+            conntrack=node.model,
+            sysctls=node.model,
+            probe=probe,
+            kernel_version=f"{node.spec.kernel[0]}.{node.spec.kernel[1]}.0-sim",
+        )
+        settings = AgentSettings(
+            node_name=name,
+            sense_interval=self.settings.agent_sense_interval,
+            heartbeat=60.0,
+            min_write_interval=0.05,
+            sense=SenseSettings(stale_after_seconds=self.settings.agent_stale_after),
+        )
+        runner = AgentRunner(self.client, NodeAgent(settings, dataplane))
+        self.agents[name] = runner
+        stop = self._component_stops[f"agent:{name}"] = asyncio.Event()
+        self._components[f"agent:{name}"] = asyncio.get_running_loop().create_task(
+            runner.run(stop), name=f"agent:{name}"
+        )
+
+    async def stop_component(self, key: str) -> None:
+        """Stop the operator (``"operator"``) or an agent (``"agent:NODE"``) as a killed process would."""
+        task = self._components.pop(key)
+        self._component_stops.pop(key).set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if key == "operator":
+            self.controller = None
+
+    # --- the cluster's objects ---------------------------------------------------------------
+
+    async def _create_objects(self) -> None:
+        for name in self.nodes:
+            await self.client.create(
+                NODES,
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": name,
+                        "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"},
+                    },
+                },
+            )
+            await self._create_kube_proxy_pod(name)
+        await self.client.create(
+            SERVICES,
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {
+                    "name": DNS_SERVICE,
+                    "namespace": DNS_NAMESPACE,
+                    "labels": {"k8s-app": "kube-dns"},
+                },
+                "spec": {
+                    "clusterIP": DNS_VIP,
+                    "clusterIPs": [DNS_VIP],
+                    "ports": [
+                        {"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 53},
+                        {"name": "dns-tcp", "protocol": "TCP", "port": 53, "targetPort": 53},
+                    ],
+                },
+            },
+            DNS_NAMESPACE,
+        )
+        await self.client.create(ENDPOINT_SLICES, self._slice(), DNS_NAMESPACE)
+        if self.settings.with_proxymedic:
+            await self.client.create(
+                POLICIES,
+                {
+                    "apiVersion": "proxymedic.io/v1alpha1",
+                    "kind": "ProxyHealthPolicy",
+                    "metadata": {"name": "coredns"},
+                    "spec": self.settings.policy_spec,
+                },
+            )
+
+    async def _create_kube_proxy_pod(self, node: str) -> None:
+        await self.client.create(
+            PODS,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"kube-proxy-{node}",
+                    "namespace": "kube-system",
+                    "labels": {"k8s-app": "kube-proxy"},
+                },
+                "spec": {"nodeName": node, "containers": [{"name": "kube-proxy", "image": "kube-proxy"}]},
+            },
+            "kube-system",
+        )
+
+    def _slice(self) -> dict[str, Any]:
+        endpoints = []
+        for ip, state in self.pods.items():
+            if state == "gone":
+                continue
+            ready = state == "ready"
+            endpoints.append(
+                {"addresses": [ip], "conditions": {"ready": ready, "serving": True, "terminating": not ready}}
+            )
+        return {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": f"{DNS_SERVICE}-sim",
+                "namespace": DNS_NAMESPACE,
+                "labels": {"kubernetes.io/service-name": DNS_SERVICE},
+            },
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": [
+                {"name": "dns", "protocol": "UDP", "port": 53},
+                {"name": "dns-tcp", "protocol": "TCP", "port": 53},
+            ],
+        }
+
+    def in_use(self) -> frozenset[str]:
+        ready = frozenset(ip for ip, state in self.pods.items() if state == "ready")
+        return ready or frozenset(ip for ip, state in self.pods.items() if state == "terminating")
+
+    def desired(self) -> dict[Any, Any]:
+        return desired_state(
+            {(DNS_NAMESPACE, DNS_SERVICE): ((DNS_VIP,), ((53, 53),))},
+            {(DNS_NAMESPACE, DNS_SERVICE): self.in_use()},
+        )
+
+    async def _publish(self) -> None:
+        await self.client.patch(
+            ENDPOINT_SLICES, f"{DNS_SERVICE}-sim", {"endpoints": self._slice()["endpoints"]}, DNS_NAMESPACE
+        )
+        now = time.time()
+        desired = self.desired()
+        for node in self.nodes.values():
+            node.kube_proxy.want(desired, now)
+
+    # --- what happens to the cluster ---------------------------------------------------------
+
+    async def add_backend(self, ip: str) -> None:
+        self.pods[ip] = "ready"
+        for node in self.nodes.values():
+            node.model.set_alive(ipaddress.ip_address(ip), True)
+        await self._publish()
+
+    async def terminate_backend(self, ip: str, lameduck: float) -> None:
+        """Graceful termination: not ready at once, still answering for ``lameduck`` seconds, then gone."""
+        self.pods[ip] = "terminating"
+        await self._publish()
+        await asyncio.sleep(lameduck)
+        self.pods[ip] = "gone"
+        for node in self.nodes.values():
+            node.model.set_alive(ipaddress.ip_address(ip), False)
+        await self._publish()
+
+    async def rollout(self, new_ips: list[str], lameduck: float, surge_wait: float) -> None:
+        """Replace every current backend with a new one, one at a time (maxSurge 1, maxUnavailable 0)."""
+        old = [ip for ip, state in self.pods.items() if state == "ready"]
+        for old_ip, new_ip in zip(old, new_ips, strict=False):
+            await self.add_backend(new_ip)
+            await asyncio.sleep(surge_wait)
+            await self.terminate_backend(old_ip, lameduck)
+
+    def stall(self, node: str, kind: Stall) -> None:
+        self.nodes[node].kube_proxy.stall = kind
+
+    async def _tick(self) -> None:
+        while True:
+            now = time.time()
+            for node in self.nodes.values():
+                node.kube_proxy.tick(now)
+                if self.traffic:
+                    for client in node.clients:
+                        client.query(node.model, now)
+            await asyncio.sleep(self.settings.query_interval)
+
+    async def _watch_kube_proxy_pods(self) -> None:
+        """The kube-proxy DaemonSet: a deleted pod comes back, and its kube-proxy starts afresh."""
+        version = ""
+        while True:
+            try:
+                if not version:
+                    _, version = await self.client.list(PODS, "kube-system")
+                async for event in self.client.watch(PODS, version, "kube-system", timeout_seconds=60):
+                    version = event.resource_version or version
+                    node = event.object.get("spec", {}).get("nodeName")
+                    if event.type == "DELETED" and node in self.nodes:
+                        self._spawn(self._recreate_kube_proxy(node), f"restart:{node}")
+            except Exception:  # a watch hiccup: relist
+                logging.getLogger("proxymedic.sim").debug("kube-proxy pod watch restarted", exc_info=True)
+                version = ""
+                await asyncio.sleep(0.1)
+
+    async def _recreate_kube_proxy(self, node: str) -> None:
+        await asyncio.sleep(self.settings.restart_delay)
+        await self._create_kube_proxy_pod(node)
+        self.nodes[node].kube_proxy.restart(self.desired(), time.time())
+
+    # --- observing -------------------------------------------------------------------------
+
+    def settled(self) -> bool:
+        """Every agent reported, and the operator has seen the reports, the policy and the Service."""
+        if not all(runner.writes for runner in self.agents.values()):
+            return False
+        if self.controller is None:
+            return not self.settings.with_proxymedic
+        cluster = self.controller.cluster
+        return (
+            len(cluster.healths) >= len(self.agents)
+            and bool(cluster.valid_policies())
+            and bool(cluster.acted)
+        )
+
+    async def events(self) -> list[Mapping[str, Any]]:
+        items, _ = await self.client.list(EVENTS)
+        return sorted(items, key=lambda e: (e.get("lastTimestamp") or "", e["metadata"]["name"]))
