@@ -47,6 +47,8 @@ CONNTRACK_PRESSURE_PERCENT = 90
 @dataclass
 class SenseSettings:
     stale_after_seconds: float = kubeproxy.DEFAULT_STALE_AFTER_SECONDS
+    settle_seconds: float = kubeproxy.DEFAULT_SETTLE_SECONDS
+    """How long queued work may wait for a sync before it counts as evidence of a stall."""
     conntrack_pressure_percent: int = CONNTRACK_PRESSURE_PERCENT
 
 
@@ -77,8 +79,10 @@ def _timestamp(seconds: float | None) -> datetime | None:
     return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
 
 
-def kube_proxy_state(observation: kubeproxy.KubeProxyObservation, stale_after: float) -> KubeProxyState:
-    verdict = kubeproxy.judge(observation, stale_after=stale_after)
+def kube_proxy_state(observation: kubeproxy.KubeProxyObservation, settings: SenseSettings) -> KubeProxyState:
+    verdict = kubeproxy.judge(
+        observation, stale_after=settings.stale_after_seconds, settle=settings.settle_seconds
+    )
     metrics = observation.metrics
     last_sync = last_queued = None
     if metrics is not None:
@@ -214,7 +218,7 @@ async def sense(
         agent_version=agent_version,
         kernel_version=dataplane.kernel_version[:128],
         proxy_mode=mode,
-        kube_proxy=kube_proxy_state(observation, settings.stale_after_seconds),
+        kube_proxy=kube_proxy_state(observation, settings),
         ipvs=ipvs_state,
         sysctls=sysctls,
         conntrack=conntrack,

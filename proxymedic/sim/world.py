@@ -62,6 +62,7 @@ class WorldSettings:
     restart_delay: float = 0.5
     agent_sense_interval: float = 0.5
     agent_stale_after: float = 3.0
+    agent_settle: float = 1.0
     operator: OperatorOptions = field(
         default_factory=lambda: OperatorOptions(
             standalone=True, housekeeping_interval=0.5, controller=ControllerSettings(coalesce_window=0.05)
@@ -206,7 +207,9 @@ class World:
             sense_interval=self.settings.agent_sense_interval,
             heartbeat=60.0,
             min_write_interval=0.05,
-            sense=SenseSettings(stale_after_seconds=self.settings.agent_stale_after),
+            sense=SenseSettings(
+                stale_after_seconds=self.settings.agent_stale_after, settle_seconds=self.settings.agent_settle
+            ),
         )
         runner = AgentRunner(self.client, NodeAgent(settings, dataplane))
         self.agents[name] = runner

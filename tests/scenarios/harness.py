@@ -1,0 +1,78 @@
+"""A fast simulated cluster for scenario tests: the real operator and agents, short timings."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from proxymedic.dataplane.types import Endpoint, L4Protocol, ServiceKey
+from proxymedic.operator.controller import ControllerSettings
+from proxymedic.operator.handlers import OperatorOptions
+from proxymedic.sim.waiting import until
+from proxymedic.sim.world import DNS_VIP, NodeSpec, World, WorldSettings
+
+DNS = ServiceKey(L4Protocol.UDP, ipaddress.ip_address(DNS_VIP), 53)
+OLD = ("10.244.100.10", "10.244.100.11")
+NEW = ["10.244.100.20", "10.244.100.21"]
+
+ALL_ACTIONS: dict[str, Any] = {
+    "flushStaleConnections": {"enabled": True},
+    "removeStaleRealServers": {"enabled": True},
+    "flushStaleConntrack": {"enabled": True},
+    "enforceSysctls": {"enabled": True},
+    "restartKubeProxy": {"enabled": True, "staleAfter": "10s"},
+}
+
+
+def policy(actions: Mapping[str, Any] | None = None, **guardrails: Any) -> dict[str, Any]:
+    return {
+        "services": {
+            "namespaces": ["kube-system"],
+            "labelSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        },
+        "actions": dict(ALL_ACTIONS if actions is None else actions),
+        "guardrails": {"minObservation": "1s", "nodeCooldown": "0s", **guardrails},
+    }
+
+
+def world(nodes: list[NodeSpec] | int = 3, *, spec: dict[str, Any] | None = None, **settings: Any) -> World:
+    if isinstance(nodes, int):
+        nodes = [NodeSpec(f"node-{i}") for i in range(1, nodes + 1)]
+    options = OperatorOptions(
+        standalone=True, housekeeping_interval=0.2, controller=ControllerSettings(coalesce_window=0.05)
+    )
+    defaults: dict[str, Any] = {
+        "policy_spec": spec if spec is not None else policy(),
+        "agent_sense_interval": 0.2,
+        "min_sync_period": 0.3,
+        "sync_period": 30.0,
+        "restart_delay": 0.2,
+        "operator": options,
+    }
+    defaults.update(settings)
+    return World(WorldSettings(nodes=nodes, **defaults))
+
+
+async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
+    async with asyncio.timeout(within):
+        await until(condition)
+
+
+async def settled(w: World) -> None:
+    await eventually(w.settled, within=20)
+
+
+async def events(w: World, reason: str | None = None) -> list[Mapping[str, Any]]:
+    return [e for e in await w.events() if reason is None or e["reason"] == reason]
+
+
+def has_state_of(w: World, node: str, backend: str) -> bool:
+    """Whether a node still has a real server or a connection entry for the backend."""
+    model = w.nodes[node].model
+    ip = ipaddress.ip_address(backend)
+    for vs in model.list_services():
+        if any(rs.endpoint.ip == ip for rs in vs.real_servers):
+            return True
+    return any(c.destination == Endpoint(ip, 53) and c.count for c in model.connection_counts())

@@ -1,0 +1,76 @@
+"""A stalled kube-proxy: the ladder removes its stale real server, sees it come back, restarts it once;
+and when most nodes look stale at once, nothing is restarted and one Warning Event says why."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from proxymedic.sim.kubeproxy import Stall
+from proxymedic.sim.world import NodeSpec
+from tests.scenarios.harness import NEW, OLD, events, eventually, has_state_of, settled, world
+
+pytestmark = [pytest.mark.emulator, pytest.mark.timeout(90)]
+
+
+async def test_dead_watch_is_repaired_by_one_restart() -> None:
+    # The periodic resync (2 s) re-adds whatever ProxyMedic removes: proof of a stale cache.
+    async with world(3, sync_period=2.0) as w:
+        await settled(w)
+        w.stall("node-2", Stall.DEAD_WATCH)
+        w.traffic = True
+        await w.terminate_backend(OLD[0], lameduck=0.2)
+        stalled = w.nodes["node-2"].kube_proxy
+        await eventually(lambda: stalled.restarts == 1, within=15)
+        removed = [e for e in await events(w, "StaleRealServerRemoved") if OLD[0] in e["message"]]
+        assert removed, "the stale real server was removed before the restart"
+        restarted = await events(w, "KubeProxyRestarted")
+        assert len(restarted) == 1
+        assert restarted[0]["involvedObject"]["name"] == "node-2"
+        assert "re-added real server 10.244.100.10" in restarted[0]["message"]
+        await eventually(lambda: not has_state_of(w, "node-2", OLD[0]), within=5)
+        await asyncio.sleep(3.0)  # several resyncs and sweeps later: still exactly one restart
+        assert stalled.restarts == 1
+        assert len(await events(w, "KubeProxyRestarted")) == 1
+        assert all(node.kube_proxy.restarts == 0 for name, node in w.nodes.items() if name != "node-2")
+
+
+async def test_hung_kube_proxy_is_reported_stale_and_restarted() -> None:
+    # healthz and the metrics give it away: work queued after the last sync, never synced.
+    async with world(3, agent_stale_after=1.0, agent_settle=0.5) as w:
+        await settled(w)
+        w.stall("node-1", Stall.HUNG)
+        await w.terminate_backend(OLD[0], lameduck=0.2)  # queued; ProxyMedic clears the dead backend
+        hung = w.nodes["node-1"].kube_proxy
+        await eventually(lambda: not has_state_of(w, "node-1", OLD[0]), within=5)
+        assert hung.restarts == 0, "no restart before the policy's staleAfter (10s)"
+        await eventually(lambda: hung.restarts == 1, within=25)
+        stale = await events(w, "KubeProxySyncStale")
+        assert [e["involvedObject"]["name"] for e in stale] == ["node-1"]
+        assert "with work queued" in stale[0]["message"]
+        restarted = await events(w, "KubeProxyRestarted")
+        assert len(restarted) == 1
+        assert "with work queued" in restarted[0]["message"]
+
+
+async def test_anomaly_breaker_holds_restarts_when_most_nodes_look_stale() -> None:
+    nodes = [NodeSpec(f"node-{i}") for i in range(1, 5)]
+    async with world(nodes, sync_period=2.0) as w:
+        await settled(w)
+        for name in ("node-1", "node-2", "node-3"):
+            w.stall(name, Stall.DEAD_WATCH)  # a control-plane problem, not three broken nodes
+        await w.add_backend(NEW[0])
+        await eventually(
+            lambda: bool(
+                w.controller and any(e.breaker_tripped for e in w.controller.cluster.policies.values())
+            ),
+            within=10,
+        )
+        await asyncio.sleep(3.0)
+        assert all(node.kube_proxy.restarts == 0 for node in w.nodes.values())
+        assert await events(w, "KubeProxyRestarted") == []
+        tripped = await events(w, "AnomalyBreakerTripped")
+        assert len(tripped) == 1
+        assert tripped[0]["type"] == "Warning"
+        assert "3 of 4 nodes look stale at once" in tripped[0]["message"]
