@@ -8,9 +8,11 @@ entry, keyed by its original tuple:
   the dead backend). Linux 6.1 supports this (CTA_FILTER since 5.8; reply-direction
   matching fixed since); pyroute2's ``dump()`` only sends one direction, so the request
   is built here;
-* measured on Linux 6.1: a CTA_FILTER on the original destination ADDRESS matches nothing
-  for IPv6 (protocol, port and the reply source do work), so for IPv6 the VIP is not put in
-  the kernel filter and is matched in user space only;
+* measured on Linux 6.1 for IPv6: a CTA_FILTER on the original destination ADDRESS matches
+  nothing, and so does an original-tuple filter combined with a reply-tuple filter; a
+  reply-only filter (source address and protocol) and an original filter on protocol and
+  port alone do work. So for IPv6 the kernel filters on the reply source (or on protocol
+  and port when no backend is given), and the VIP and port are matched in user space;
 * every entry returned is checked again in user space, so an older kernel that ignores
   part of the filter can only make the dump larger, never make a wrong entry go;
 * ctnetlink in 6.1 has no filtered delete (a flush takes a mark only), so each entry is
@@ -162,16 +164,17 @@ class NetlinkConntrack:
         self, ct: Any, vip: IPAddress, port: int, backend: IPAddress | None
     ) -> Iterator[ConntrackUDPEntry]:
         family = _family(vip)
-        # IPv6: no daddr in the kernel filter (Linux 6.1 then matches nothing, see module doc).
-        orig = NFCTAttrTuple(
-            family=family,
-            daddr=str(vip) if vip.version == 4 else None,
-            proto=socket.IPPROTO_UDP,
-            dport=port,
-        )
-        orig.attrs()  # computes .flags
-        filters: list[list[Any]] = [["CTA_FILTER_ORIG_FLAGS", orig.flags]]
-        kwargs: dict[str, Any] = {"tuple_orig": orig}
+        v6 = vip.version == 6
+        filters: list[list[Any]] = []
+        kwargs: dict[str, Any] = {}
+        if not (v6 and backend is not None):
+            # IPv6: no daddr in the kernel filter (Linux 6.1 then matches nothing, see module doc).
+            orig = NFCTAttrTuple(
+                family=family, daddr=None if v6 else str(vip), proto=socket.IPPROTO_UDP, dport=port
+            )
+            orig.attrs()  # computes .flags
+            filters.append(["CTA_FILTER_ORIG_FLAGS", orig.flags])
+            kwargs["tuple_orig"] = orig
         if backend is not None:
             reply = NFCTAttrTuple(family=family, saddr=str(backend), proto=socket.IPPROTO_UDP)
             reply.attrs()

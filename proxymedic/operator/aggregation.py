@@ -87,6 +87,8 @@ def summary_message(tracking: IntentTracking) -> str:
     if not what:
         changed = [r.message for r in tracking.results.values() if r.outcome is IntentOutcome.APPLIED]
         what = changed[0] if changed else "nothing to change"
+    if spec.dry_run:
+        what = f"nothing changed, would have: {what}"
     if spec.service is not None:
         vips = ",".join(spec.service.cluster_ips)
         ports = ",".join(f"{port.port}/{port.protocol}" for port in spec.service.ports)

@@ -57,4 +57,6 @@ def test_dry_run_summary() -> None:
     tracking = IntentTracking(RemediationIntent.model_validate(with_change(intent(), "spec.dryRun", True)), 1)
     tracking.record("n1", result(IntentOutcome.DRY_RUN, 10))
     assert event_reason(tracking.intent, tracking.counts()) == "DryRun"
-    assert "1 of 1 nodes would act (dry-run)" in summary_message(tracking)
+    message = summary_message(tracking)
+    assert "1 of 1 nodes would act (dry-run)" in message
+    assert "nothing changed, would have:" in message
