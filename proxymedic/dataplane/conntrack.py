@@ -16,11 +16,14 @@ entry, keyed by its original tuple:
 * every entry returned is checked again in user space, so an older kernel that ignores
   part of the filter can only make the dump larger, never make a wrong entry go;
 * ctnetlink in 6.1 has no filtered delete (a flush takes a mark only), so each entry is
-  deleted by its original tuple. An entry that vanished in between (ENOENT) is not counted.
+  deleted by its original tuple; the deletes are pipelined on pyroute2's asyncio core (up to
+  ``_DELETE_BATCH`` in flight) instead of one round trip each. An entry that vanished in
+  between (ENOENT) is not counted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import socket
@@ -49,6 +52,15 @@ from proxymedic.dataplane.types import (
 __all__ = ["ConntrackUDPEntry", "NetlinkConntrack"]
 
 _PROC_SYS = Path("/proc/sys/net/netfilter")
+#: Deletes in flight at once on one socket (each is a small request; the ACKs come back in order).
+_DELETE_BATCH = 256
+
+
+async def _delete_many(core: Any, keys: list[Any]) -> list[object]:
+    """Pipeline IPCTNL_MSG_CT_DELETE requests on pyroute2's async core; one outcome per key."""
+    return list(
+        await asyncio.gather(*(core.entry("del", tuple_orig=key) for key in keys), return_exceptions=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -209,22 +221,30 @@ class NetlinkConntrack:
             raise ValueError(f"address families differ: VIP {vip}, backend {backend}")
         op = f"delete UDP conntrack entries {vip}:{port} -> {backend}"
         family = _family(vip)
-        deleted = 0
         with self._socket(family, op) as ct:
-            for entry in list(self._matching(ct, vip, port, backend)):
-                key = NFCTAttrTuple(
+            keys = [
+                NFCTAttrTuple(
                     family=family,
-                    saddr=str(entry.orig_src),
-                    daddr=str(entry.orig_dst),
+                    saddr=str(e.orig_src),
+                    daddr=str(e.orig_dst),
                     proto=socket.IPPROTO_UDP,
-                    sport=entry.orig_sport,
-                    dport=entry.orig_dport,
+                    sport=e.orig_sport,
+                    dport=e.orig_dport,
                 )
-                try:
-                    ct.entry("del", tuple_orig=key)
-                except NetlinkError as exc:
-                    if exc.code == errno.ENOENT:
+                for e in self._matching(ct, vip, port, backend)
+            ]
+            deleted = 0
+            for start in range(0, len(keys), _DELETE_BATCH):
+                outcomes = ct._run_with_cleanup(
+                    _delete_many, ct.asyncore, keys[start : start + _DELETE_BATCH]
+                )
+                for outcome in outcomes:
+                    if not isinstance(outcome, BaseException):
+                        deleted += 1
+                    elif isinstance(outcome, NetlinkError) and outcome.code == errno.ENOENT:
                         continue  # expired or deleted by someone else meanwhile
-                    raise map_netlink_error(exc, op) from exc
-                deleted += 1
+                    elif isinstance(outcome, NetlinkError | OSError):
+                        raise map_netlink_error(outcome, op) from outcome
+                    else:
+                        raise outcome
         return deleted

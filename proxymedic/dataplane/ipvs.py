@@ -189,10 +189,6 @@ class NetlinkIPVS:
             inactive_conns=int(_attr(dest, "IPVS_DEST_ATTR_INACT_CONNS") or 0),
         )
 
-    def _service_exists(self, ipvs: Any, service: ServiceKey) -> bool:
-        msgs = self._call(f"dump IPVS services for {service}", lambda: list(ipvs.service("dump")))
-        return any(self._service_key(_attr(m, "IPVS_CMD_ATTR_SERVICE")) == service for m in msgs)
-
     def _find(self, ipvs: Any, service: ServiceKey, endpoint: Endpoint) -> RealServer | None:
         """The real server as the kernel has it now, or None; ENOENT (no such service) is None."""
         try:
@@ -254,14 +250,14 @@ class NetlinkIPVS:
         op = f"flush dead real server {endpoint} of {service}"
         with self._socket(op) as ipvs:
             svc = _service_obj(service)
-            if not self._service_exists(ipvs, service):
-                raise DataplaneUnavailableError(f"{op}: no such virtual service")
             current = self._find(ipvs, service, endpoint)
             if current is None:
-                self._call(
-                    f"{op}: re-add with weight 0",
-                    lambda: ipvs.dest("add", service=svc, dest=_dest_obj(endpoint, 0)),
-                )
+                try:
+                    ipvs.dest("add", service=svc, dest=_dest_obj(endpoint, 0))
+                except NetlinkError as exc:
+                    if exc.code == errno.ESRCH:
+                        raise DataplaneUnavailableError(f"{op}: no such virtual service") from exc
+                    raise map_netlink_error(exc, f"{op}: re-add with weight 0") from exc
             elif current.weight != 0:
                 self._call(
                     f"{op}: set weight 0",

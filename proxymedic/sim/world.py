@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,6 +81,46 @@ class SimNode:
     """kube-proxy's metrics and healthz ports refuse connections (the agent must say Unknown)."""
 
 
+class OperatorThread:
+    """The operator on its own event loop in a thread, stopped through its stop flag."""
+
+    def __init__(self, url: str, options: OperatorOptions) -> None:
+        self.url = url
+        self.options = options
+        self.controller: Controller | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="proxymedic-operator", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait(10)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        url = self.url
+
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server=url, insecure=True)
+
+        def keep(controller: Controller) -> None:
+            self.controller = controller
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._started.set()
+        connection = Connection(server=url, ssl_context=False)
+        await run_operator(connection, login, self.options, stop=self._stop, controller_ready=keep)
+
+
 class World:
     """``async with World(settings) as world:`` builds the cluster and runs it until the block ends."""
 
@@ -88,7 +129,7 @@ class World:
         self.nodes: dict[str, SimNode] = {}
         self.pods: dict[str, str] = dict.fromkeys(settings.backends, "ready")
         """Backend IP → ready | terminating (still answering, not ready) | gone."""
-        self.controller: Controller | None = None
+        self._operator: OperatorThread | None = None
         self.agents: dict[str, AgentRunner] = {}
         self.traffic = False
         self._stop = asyncio.Event()
@@ -123,6 +164,7 @@ class World:
 
     async def __aexit__(self, *exc: object) -> None:
         self._stop.set()
+        await self.stop_component("operator")
         for key in list(self._components):
             await self.stop_component(key)
         for task in self._tasks:
@@ -163,21 +205,18 @@ class World:
             self.start_agent(name)
 
     def start_operator(self) -> None:
-        """Run ProxyMedic's operator (again): it rebuilds its state from the watches."""
-        url = self.url
+        """Run ProxyMedic's operator (again): it rebuilds its state from the watches.
 
-        def login(**_: Any) -> kopf.ConnectionInfo:
-            return kopf.ConnectionInfo(server=url, insecure=True)
+        It gets a thread and an event loop of its own, as it would get a process: Kopf cancels
+        every task of its loop when it stops, the emulator's too if they shared one.
+        """
+        operator = OperatorThread(self.url, self.settings.operator)
+        self._operator = operator
+        operator.start()
 
-        def keep(controller: Controller) -> None:
-            self.controller = controller
-
-        stop = self._component_stops["operator"] = asyncio.Event()
-        connection = Connection(server=url, ssl_context=False)
-        self._components["operator"] = asyncio.get_running_loop().create_task(
-            run_operator(connection, login, self.settings.operator, stop=stop, controller_ready=keep),
-            name="operator",
-        )
+    @property
+    def controller(self) -> Controller | None:
+        return self._operator.controller if self._operator is not None else None
 
     def start_agent(self, name: str) -> None:
         """Run the agent of one node (again): a new process has no memory of what it applied."""
@@ -220,13 +259,16 @@ class World:
 
     async def stop_component(self, key: str) -> None:
         """Stop the operator (``"operator"``) or an agent (``"agent:NODE"``) as a killed process would."""
+        if key == "operator":
+            if self._operator is not None:
+                await asyncio.to_thread(self._operator.stop)
+                self._operator = None
+            return
         task = self._components.pop(key)
         self._component_stops.pop(key).set()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        if key == "operator":
-            self.controller = None
 
     # --- the cluster's objects ---------------------------------------------------------------
 

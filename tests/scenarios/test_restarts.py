@@ -1,0 +1,40 @@
+"""Restarts: an operator killed mid-rollout leaves no dead backend unflushed; a restarted agent
+re-applies the intent it missed."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.scenarios.harness import OLD, events, eventually, has_state_of, settled, world
+
+pytestmark = [pytest.mark.emulator, pytest.mark.timeout(60)]
+
+
+async def test_operator_restarted_mid_rollout_flushes_what_it_missed() -> None:
+    async with world(2, min_sync_period=30.0) as w:
+        await settled(w)
+        await w.stop_component("operator")
+        await w.terminate_backend(OLD[0], lameduck=0.2)  # the Service change happens while it is down
+        assert all(has_state_of(w, node, OLD[0]) for node in w.nodes), "kube-proxy is too busy to sync"
+        w.start_operator()
+        await eventually(lambda: not any(has_state_of(w, node, OLD[0]) for node in w.nodes), within=15)
+        assert all(node.kube_proxy.pending for node in w.nodes.values()), "it was ProxyMedic, not kube-proxy"
+        removed = await events(w, "StaleRealServerRemoved")
+        assert {e["message"].split(" left")[0] for e in removed} == {OLD[0]}
+
+
+async def test_restarted_agent_reapplies_the_intent_it_missed() -> None:
+    async with world(2, min_sync_period=30.0) as w:
+        await settled(w)
+        await w.stop_component("agent:node-2")
+        await w.terminate_backend(OLD[0], lameduck=0.2)
+        await eventually(lambda: not has_state_of(w, "node-1", OLD[0]))
+        assert has_state_of(w, "node-2", OLD[0]), "nobody applied it on node-2 yet"
+        w.start_agent("node-2")
+        await eventually(lambda: not has_state_of(w, "node-2", OLD[0]))
+        await eventually(
+            lambda: bool(w.controller and all(t.summarized for t in w.controller.cluster.intents.values()))
+        )
+        flushed = await events(w, "StaleConnectionsFlushed")
+        assert len(flushed) == 1
+        assert "2 of 2 nodes changed" in flushed[0]["message"]
