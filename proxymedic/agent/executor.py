@@ -8,8 +8,10 @@ the second time finds nothing to do and reports AlreadyClean.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from proxymedic.agent.node import NodeDataplane
 from proxymedic.api.health import IntentResult
@@ -20,6 +22,7 @@ from proxymedic.dataplane.types import DataplaneError, Endpoint, IPVSTimeouts, L
 FLUSH_VERIFY_SECONDS = 1.0
 """How long to wait for the kernel's queued flush (measured within 0.2 s on 6.1) before failing."""
 FLUSH_POLL_SECONDS = 0.05
+logger = logging.getLogger("proxymedic.agent")
 
 
 @dataclass
@@ -65,10 +68,10 @@ def _service_keys(intent: RemediationIntent) -> list[tuple[ServiceKey, int]]:
     ]
 
 
-def _connection_counts(dp: NodeDataplane) -> dict[tuple[ServiceKey, Endpoint], int]:
+async def _connection_counts(dp: NodeDataplane) -> dict[tuple[ServiceKey, Endpoint], int]:
     if dp.connections is None:
         return {}
-    return {(c.service, c.destination): c.count for c in dp.connections.connection_counts()}
+    return {(c.service, c.destination): c.count for c in await dp.run(dp.connections.connection_counts)}
 
 
 async def _flush_backends(intent: RemediationIntent, dp: NodeDataplane, work: Work) -> None:
@@ -94,7 +97,9 @@ async def _flush_backends(intent: RemediationIntent, dp: NodeDataplane, work: Wo
                     work.changes.append(f"would delete UDP conntrack entries to {key} from {backend}")
                     continue
                 try:
-                    deleted = dp.conntrack.delete_udp_entries(key.vip, key.port, backend)
+                    deleted = await dp.run(
+                        partial(dp.conntrack.delete_udp_entries, key.vip, key.port, backend)
+                    )
                 except DataplaneError as exc:
                     work.errors.append(f"conntrack: {exc}")
                     continue
@@ -113,14 +118,10 @@ async def _flush_ipvs(
 ) -> None:
     assert dp.ipvs is not None
     dry_run = intent.spec.dry_run
-    services = {vs.key: vs for vs in dp.ipvs.list_services()}
-    counts = (
-        {(c.service, c.destination): c.count for c in dp.connections.connection_counts()}
-        if dp.connections
-        else {}
-    )
+    services = {vs.key: vs for vs in await dp.run(dp.ipvs.list_services)}
+    counts = await _connection_counts(dp)
     try:
-        expire_nodest = dp.sysctls.read(names.EXPIRE_NODEST_CONN)
+        expire_nodest = await dp.run(partial(dp.sysctls.read, names.EXPIRE_NODEST_CONN))
     except DataplaneError:
         expire_nodest = None
 
@@ -160,7 +161,7 @@ async def _flush_ipvs(
         if dry_run:
             work.changes.append(f"would remove real server {target.endpoint} of {target.service}")
             continue
-        if dp.ipvs.remove_real_server(target.service, target.endpoint):
+        if await dp.run(partial(dp.ipvs.remove_real_server, target.service, target.endpoint)):
             work.removed_real_servers += 1
             work.changes.append(f"removed real server {target.endpoint} of {target.service}")
     for target in to_flush:
@@ -168,7 +169,7 @@ async def _flush_ipvs(
             conns = counts.get((target.service, target.endpoint), 0)
             work.changes.append(f"would flush {conns} connections of {target.service} to {target.endpoint}")
             continue
-        dp.ipvs.flush_dead_real_server(target.service, target.endpoint)
+        await dp.run(partial(dp.ipvs.flush_dead_real_server, target.service, target.endpoint))
         work.changes.append(f"flushed connections of {target.service} to {target.endpoint}")
     if dry_run:
         work.flushed_connections = before
@@ -186,28 +187,28 @@ async def _wait_for_flush(dp: NodeDataplane, targets: list[_Target]) -> int:
     wanted = {(t.service, t.endpoint) for t in targets}
     waited = 0.0
     while True:
-        remaining = sum(count for key, count in _connection_counts(dp).items() if key in wanted)
+        remaining = sum(count for key, count in (await _connection_counts(dp)).items() if key in wanted)
         if not remaining or waited >= FLUSH_VERIFY_SECONDS:
             return remaining
         await dp.pause(FLUSH_POLL_SECONDS)
         waited += FLUSH_POLL_SECONDS
 
 
-def _set_udp_timeout(intent: RemediationIntent, dp: NodeDataplane, work: Work) -> None:
+async def _set_udp_timeout(intent: RemediationIntent, dp: NodeDataplane, work: Work) -> None:
     value = intent.spec.parameters.udp_timeout_seconds
     if dp.ipvs is None:
         work.refusals.append("no IPVS on this node")
         return
     if value is None:
         return
-    current = dp.ipvs.get_timeouts()
+    current = await dp.run(dp.ipvs.get_timeouts)
     if current.udp == value:
         return
     if intent.spec.dry_run:
         work.changes.append(f"would set the IPVS UDP timeout from {current.udp}s to {value}s")
         return
-    dp.ipvs.set_timeouts(IPVSTimeouts(tcp=0, tcp_fin=0, udp=value))  # 0 leaves a timeout unchanged
-    after = dp.ipvs.get_timeouts().udp
+    await dp.run(partial(dp.ipvs.set_timeouts, IPVSTimeouts(tcp=0, tcp_fin=0, udp=value)))  # 0: unchanged
+    after = (await dp.run(dp.ipvs.get_timeouts)).udp
     if after != value:
         work.errors.append(f"IPVS UDP timeout reads {after}s after setting {value}s")
         return
@@ -217,17 +218,17 @@ def _set_udp_timeout(intent: RemediationIntent, dp: NodeDataplane, work: Work) -
     )
 
 
-def _set_sysctls(values: dict[str, int], dp: NodeDataplane, work: Work, dry_run: bool) -> None:
+async def _set_sysctls(values: dict[str, int], dp: NodeDataplane, work: Work, dry_run: bool) -> None:
     for name, value in sorted(values.items()):
         try:
-            current = dp.sysctls.read(name)
+            current = await dp.run(partial(dp.sysctls.read, name))
             if current == value:
                 continue
             if dry_run:
                 work.changes.append(f"would set {name} from {current} to {value}")
                 continue
-            dp.sysctls.write(name, value)
-            if dp.sysctls.read(name) != value:
+            await dp.run(partial(dp.sysctls.write, name, value))
+            if await dp.run(partial(dp.sysctls.read, name)) != value:
                 work.errors.append(f"{name} does not read back {value}")
                 continue
             work.changes.append(f"set {name} from {current} to {value}")
@@ -245,15 +246,18 @@ async def execute(intent: RemediationIntent, dp: NodeDataplane) -> IntentResult:
             case IntentAction.FLUSH_STALE_BACKENDS:
                 await _flush_backends(intent, dp, work)
             case IntentAction.SET_IPVS_UDP_TIMEOUT:
-                _set_udp_timeout(intent, dp, work)
+                await _set_udp_timeout(intent, dp, work)
             case IntentAction.ENFORCE_SYSCTLS:
-                _set_sysctls(spec.parameters.sysctls or {}, dp, work, spec.dry_run)
+                await _set_sysctls(spec.parameters.sysctls or {}, dp, work, spec.dry_run)
             case IntentAction.RAISE_CONNTRACK_MAX:
                 target = spec.parameters.conntrack_max or 0
-                if dp.sysctls.read(names.NF_CONNTRACK_MAX) < target:
-                    _set_sysctls({names.NF_CONNTRACK_MAX: target}, dp, work, spec.dry_run)
+                if await dp.run(partial(dp.sysctls.read, names.NF_CONNTRACK_MAX)) < target:
+                    await _set_sysctls({names.NF_CONNTRACK_MAX: target}, dp, work, spec.dry_run)
     except DataplaneError as exc:
         work.errors.append(str(exc))
+    except Exception as exc:  # a failed intent is a result to report, never a crash
+        logger.warning("intent %s failed unexpectedly", intent.metadata.name, exc_info=exc)
+        work.errors.append(f"{type(exc).__name__}: {exc}")
     finished = dp.clock()
     return IntentResult(
         intent=intent.metadata.name,

@@ -11,12 +11,25 @@ import platform
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
 from proxymedic.dataplane.kubeproxy_probe import ProbeConfig, probe_kube_proxy
 from proxymedic.dataplane.types import ConnectionTable, ConntrackAdapter, IPVSAdapter, SysctlAdapter
 
 Probe = Callable[[], Awaitable[KubeProxyObservation]]
+T = TypeVar("T")
+
+
+async def inline(call: Callable[[], T]) -> T:
+    """Run an adapter call on the event loop: for the modelled dataplane, which is not thread-safe."""
+    return call()
+
+
+async def in_thread(call: Callable[[], T]) -> T:
+    """Run an adapter call in a worker thread: pyroute2's sync sockets drive an event loop of their
+    own, which cannot run inside the agent's, and a slow /proc read must not stall it."""
+    return await asyncio.to_thread(call)
 
 
 @dataclass
@@ -31,6 +44,8 @@ class NodeDataplane:
     """Wall-clock seconds; virtual time in simulations."""
     pause: Callable[[float], Awaitable[None]] = asyncio.sleep
     """Wait for the kernel, e.g. for the flush it queues when a real server is removed."""
+    run: Callable[[Callable[[], Any]], Awaitable[Any]] = inline
+    """How every adapter call is made: ``inline`` or ``in_thread``."""
     kernel_version: str = ""
 
 
@@ -53,4 +68,5 @@ def kernel_dataplane(probe_config: ProbeConfig | None = None) -> NodeDataplane:
         sysctls=ProcSysctl(),
         probe=probe,
         kernel_version=platform.release(),
+        run=in_thread,
     )

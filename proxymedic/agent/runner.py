@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from proxymedic.agent.agent import NodeAgent
+from proxymedic.agent.metrics import AgentMetrics
 from proxymedic.agent.sensing import REPORTED_SYSCTLS
 from proxymedic.api.health import NodeProxyHealthStatus
 from proxymedic.kube.client import ApiError, ConflictError, GoneError, KubeClient, NotFoundError
@@ -51,10 +52,12 @@ def status_patch(status: NodeProxyHealthStatus) -> dict[str, Any]:
 
 
 class AgentRunner:
-    def __init__(self, client: KubeClient, agent: NodeAgent) -> None:
+    def __init__(self, client: KubeClient, agent: NodeAgent, metrics: AgentMetrics | None = None) -> None:
         self.client = client
         self.agent = agent
+        self.metrics = metrics or AgentMetrics()
         self._report_now = asyncio.Event()
+        self._finding_types: set[str] = set()
         self.writes = 0
 
     @property
@@ -119,8 +122,15 @@ class AgentRunner:
         self.agent.node_labels = dict(node_obj.get("metadata", {}).get("labels") or {})
 
     async def handle(self, event_type: str, obj: dict[str, Any]) -> None:
-        if event_type in ("ADDED", "MODIFIED") and await self.agent.on_intent(obj) is not None:
-            self._report_now.set()
+        if event_type not in ("ADDED", "MODIFIED"):
+            return
+        result = await self.agent.on_intent(obj)
+        if result is None:
+            return
+        action = str((obj.get("spec") or {}).get("action", ""))
+        self.metrics.intents.labels(action, str(result.outcome)).inc()
+        self.metrics.intent_seconds.observe(result.duration_seconds)
+        self._report_now.set()
 
     async def _watch_intents(self, stop: asyncio.Event) -> None:
         attempt = 0
@@ -150,7 +160,10 @@ class AgentRunner:
             try:
                 await self.report()
             except TRANSIENT as exc:
+                self.metrics.api_errors.inc()
                 logger.warning("reporting NodeProxyHealth failed: %s", exc)
+            except Exception:  # the agent keeps running whatever one round hits
+                logger.exception("sensing or reporting failed unexpectedly")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._report_now.wait(), settings.sense_interval)
             if self._report_now.is_set():
@@ -162,6 +175,13 @@ class AgentRunner:
         """Sense, and write the status if it changed materially or the heartbeat is due."""
         status = await self.agent.observe()
         now = self.agent.dataplane.clock()
+        for freshness in ("Fresh", "Stale", "Unknown"):
+            self.metrics.kube_proxy_fresh.labels(freshness).set(
+                1 if status.kube_proxy.freshness == freshness else 0
+            )
+        for finding in {str(f.type) for f in status.findings} | set(self._finding_types):
+            self.metrics.findings.labels(finding).set(sum(1 for f in status.findings if f.type == finding))
+        self._finding_types = {str(f.type) for f in status.findings}
         if not self.agent.due(status, now):
             return False
         try:
@@ -171,4 +191,6 @@ class AgentRunner:
             await self.client.patch(NODE_HEALTHS, self.node, status_patch(status), subresource="status")
         self.agent.written(status, now)
         self.writes += 1
+        self.metrics.status_writes.inc()
+        self.metrics.last_report.set(now)
         return True

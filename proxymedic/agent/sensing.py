@@ -6,9 +6,11 @@ as unknown, never as a reason to act.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from proxymedic.agent.node import NodeDataplane
 from proxymedic.api.health import (
@@ -42,6 +44,7 @@ REPORTED_SYSCTLS = (
     names.NF_CONNTRACK_UDP_TIMEOUT_STREAM,
 )
 CONNTRACK_PRESSURE_PERCENT = 90
+logger = logging.getLogger("proxymedic.agent")
 
 
 @dataclass
@@ -66,6 +69,14 @@ class LocalFindings:
             Finding(type=kind, message=message, since=self.since.setdefault(key, now))
             for key, kind, message in found
         ]
+
+
+def _describe(exc: Exception) -> str:
+    """A DataplaneError says what and why; anything else also names its type."""
+    if isinstance(exc, DataplaneError):
+        return str(exc)
+    logger.warning("unexpected error while sensing", exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _mode(observation: kubeproxy.KubeProxyObservation) -> ProxyMode:
@@ -180,36 +191,39 @@ async def sense(
     truncated = False
     if dataplane.ipvs is not None and mode in (ProxyMode.IPVS, ProxyMode.UNKNOWN):
         try:
-            timeouts = dataplane.ipvs.get_timeouts()
+            timeouts = await dataplane.run(dataplane.ipvs.get_timeouts)
             ipvs_state = IPVSState(
                 tcp_timeout_seconds=timeouts.tcp,
                 tcp_fin_timeout_seconds=timeouts.tcp_fin,
                 udp_timeout_seconds=timeouts.udp,
             )
-            services = dataplane.ipvs.list_services()
+            services = await dataplane.run(dataplane.ipvs.list_services)
             counts: dict[tuple[ServiceKey, Endpoint], int] = {}
             if dataplane.connections is not None:
                 counts = {
-                    (c.service, c.destination): c.count for c in dataplane.connections.connection_counts()
+                    (c.service, c.destination): c.count
+                    for c in await dataplane.run(dataplane.connections.connection_counts)
                 }
             states, truncated = virtual_servers(services, counts)
-        except DataplaneError as exc:
-            problems.append(f"IPVS: {exc}"[:512])
+        except Exception as exc:  # whatever the kernel or a library does, report and go on
+            problems.append(f"IPVS: {_describe(exc)}"[:512])
 
     sysctls: dict[str, int] = {}
     for name in REPORTED_SYSCTLS:
         try:
-            sysctls[name] = dataplane.sysctls.read(name)
+            sysctls[name] = await dataplane.run(partial(dataplane.sysctls.read, name))
         except DataplaneError:
             continue  # absent module or file: the value is unknown, not a problem of the agent
+        except Exception as exc:
+            problems.append(f"sysctl {name}: {_describe(exc)}"[:512])
 
     conntrack: ConntrackState | None = None
     if dataplane.conntrack is not None:
         try:
-            stats = dataplane.conntrack.stats()
+            stats = await dataplane.run(dataplane.conntrack.stats)
             conntrack = ConntrackState(count=stats.count, max=stats.max, drops=stats.drops)
-        except DataplaneError as exc:
-            problems.append(f"conntrack: {exc}"[:512])
+        except Exception as exc:
+            problems.append(f"conntrack: {_describe(exc)}"[:512])
 
     now = datetime.fromtimestamp(dataplane.clock(), UTC)
     findings = local.keep(_local_findings(mode, sysctls, conntrack, settings), now)[:MAX_FINDINGS]

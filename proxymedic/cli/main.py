@@ -11,7 +11,7 @@ import yaml
 
 from proxymedic import __version__
 from proxymedic.api.errors import InvalidObjectError, parse_object
-from proxymedic.cli import crds
+from proxymedic.cli import crds, run
 
 
 def _validate(paths: Sequence[Path]) -> int:
@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate_cmd.add_argument("paths", nargs="+", type=Path, metavar="FILE")
 
     commands.add_parser("demo", help="run the embedded demo (no cluster needed)")
+    run.add_operator_command(commands)
+    run.add_agent_command(commands)
     return parser
 
 
@@ -70,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from proxymedic.cli.demo import run_demo
 
             return run_demo()
+        case "operator":
+            return run.run_operator_command(args)
+        case "agent":
+            return run.run_agent_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -47,6 +47,31 @@ class OperatorOptions:
     instance: str = field(default_factory=socket.gethostname)
 
 
+def kopf_login_from_kubeconfig(path: str) -> LoginFn:
+    """A Kopf login from an explicit kubeconfig file (Kopf's own login reads only the default one)."""
+
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        import kubernetes.client
+        import kubernetes.config
+
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path, client_configuration=configuration
+        )
+        header = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
+        return kopf.ConnectionInfo(
+            server=configuration.host,
+            ca_path=configuration.ssl_ca_cert,
+            insecure=not configuration.verify_ssl,
+            certificate_path=configuration.cert_file,
+            private_key_path=configuration.key_file,
+            scheme="Bearer" if header else None,
+            token=str(header).removeprefix("Bearer ").strip() if header else None,
+        )
+
+    return login
+
+
 def register(
     registry: kopf.OperatorRegistry, controller: Controller, options: OperatorOptions
 ) -> NodeRepairs:

@@ -68,6 +68,18 @@ async def events(w: World, reason: str | None = None) -> list[Mapping[str, Any]]
     return [e for e in await w.events() if reason is None or e["reason"] == reason]
 
 
+async def wait_for_events(
+    w: World, reason: str, count: int = 1, within: float = 10.0
+) -> list[Mapping[str, Any]]:
+    """The Events with this reason, once there are at least ``count`` of them."""
+    async with asyncio.timeout(within):
+        while True:
+            found = await events(w, reason)
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.1)
+
+
 def has_state_of(w: World, node: str, backend: str) -> bool:
     """Whether a node still has a real server or a connection entry for the backend."""
     model = w.nodes[node].model

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any
 
 import pytest
 
 from proxymedic.kube.resources import POLICIES
-from proxymedic.sim.world import NodeSpec, World
-from tests.scenarios.harness import NEW, OLD, events, eventually, has_state_of, policy, settled, world
+from proxymedic.sim.world import NodeSpec
+from tests.scenarios.harness import (
+    NEW,
+    OLD,
+    events,
+    eventually,
+    has_state_of,
+    policy,
+    settled,
+    wait_for_events,
+    world,
+)
 
 pytestmark = [pytest.mark.emulator, pytest.mark.timeout(60)]
 
@@ -19,7 +27,7 @@ async def test_dry_run_reports_and_changes_nothing() -> None:
     async with world(2, min_sync_period=30.0, spec=policy(dryRun=True)) as w:
         await settled(w)
         await w.terminate_backend(OLD[0], lameduck=0.2)
-        dry = await _wait_events(w, "DryRun")
+        dry = await wait_for_events(w, "DryRun")
         assert "2 of 2 nodes would act (dry-run)" in dry[0]["message"]
         assert "nothing changed, would have: 2 real servers removed" in dry[0]["message"]
         assert all(has_state_of(w, node, OLD[0]) for node in w.nodes), "nothing changed on any node"
@@ -41,7 +49,7 @@ async def test_pause_annotation_holds_every_decision() -> None:
             )
         )
         await w.terminate_backend(OLD[0], lameduck=0.2)
-        held = await _wait_events(w, "RemediationHeld")
+        held = await wait_for_events(w, "RemediationHeld")
         assert held[0]["message"].startswith("Paused: policy coredns is paused")
         assert held[0]["involvedObject"]["kind"] == "Service"
         assert all(has_state_of(w, node, OLD[0]) for node in w.nodes)
@@ -55,9 +63,9 @@ async def test_cluster_budget_holds_the_second_flush() -> None:
         await settled(w)
         await w.add_backend(NEW[0])
         await w.terminate_backend(OLD[0], lameduck=0.2)
-        await _wait_events(w, "StaleConnectionsFlushed")
+        await wait_for_events(w, "StaleConnectionsFlushed")
         await w.terminate_backend(OLD[1], lameduck=0.2)
-        held = await _wait_events(w, "RemediationHeld")
+        held = await wait_for_events(w, "RemediationHeld")
         assert held[0]["message"].startswith(
             "ClusterHourlyBudget: FlushStaleBackends: 1 actions in the cluster"
         )
@@ -74,7 +82,7 @@ async def test_node_cooldown_holds_a_second_tuning_action() -> None:
         model = w.nodes["node-1"].model
         await eventually(lambda: model.read("net.ipv4.vs.expire_nodest_conn") == 1)
         model.write("net.ipv4.vs.expire_quiescent_template", 0)  # something resets another sysctl
-        held = await _wait_events(w, "RemediationHeld")
+        held = await wait_for_events(w, "RemediationHeld")
         assert held[0]["message"].startswith("NodeCooldown: EnforceSysctls on node node-1: last action")
         assert "cooldown is 1h" in held[0]["message"]
         assert held[0]["involvedObject"] == {
@@ -86,12 +94,3 @@ async def test_node_cooldown_holds_a_second_tuning_action() -> None:
         await asyncio.sleep(1.0)
         assert model.read("net.ipv4.vs.expire_quiescent_template") == 0
         assert len(await events(w, "SysctlsEnforced")) == 1
-
-
-async def _wait_events(w: World, reason: str, within: float = 10.0) -> list[Mapping[str, Any]]:
-    async with asyncio.timeout(within):
-        while True:
-            found = await events(w, reason)
-            if found:
-                return found
-            await asyncio.sleep(0.1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.scenarios.harness import OLD, events, eventually, has_state_of, settled, world
+from tests.scenarios.harness import OLD, events, eventually, has_state_of, settled, wait_for_events, world
 
 pytestmark = [pytest.mark.emulator, pytest.mark.timeout(60)]
 
@@ -19,8 +19,9 @@ async def test_operator_restarted_mid_rollout_flushes_what_it_missed() -> None:
         w.start_operator()
         await eventually(lambda: not any(has_state_of(w, node, OLD[0]) for node in w.nodes), within=15)
         assert all(node.kube_proxy.pending for node in w.nodes.values()), "it was ProxyMedic, not kube-proxy"
-        removed = await events(w, "StaleRealServerRemoved")
+        removed = await wait_for_events(w, "StaleRealServerRemoved", count=len(w.nodes))
         assert {e["message"].split(" left")[0] for e in removed} == {OLD[0]}
+        assert all("1 of 1 nodes changed" in e["message"] for e in removed), "one repair per node"
 
 
 async def test_restarted_agent_reapplies_the_intent_it_missed() -> None:
