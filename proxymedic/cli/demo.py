@@ -65,6 +65,7 @@ def _merge(stats: Sequence[ClientStats]) -> ClientStats:
         total.longest_failure = max(total.longest_failure, one.longest_failure)
         last = [t for t in (total.last_failure_at, one.last_failure_at) if t is not None]
         total.last_failure_at = max(last) if last else None
+        total.failing_at_end = total.failing_at_end or one.failing_at_end
     return total
 
 
@@ -119,7 +120,7 @@ def format_events(events: Sequence[Mapping[str, Any]], now: datetime) -> str:
     lines = []
     for row in rows:
         cells = "   ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True))
-        lines.append(f"{cells}   {row[5]}")
+        lines.append(f"{cells}   {row[5]}".rstrip())
     return "\n".join(lines)
 
 
@@ -128,7 +129,7 @@ def _cell(stats: ClientStats, started: float) -> tuple[str, str, str]:
     longest = f"{stats.longest_failure:.1f}s" if stats.failed else "-"
     if not stats.failed or stats.last_failure_at is None:
         last = "-"
-    elif stats.longest_failure and stats.last_failure_at >= time.time() - 1:
+    elif stats.failing_at_end:
         last = "still failing"
     else:
         last = f"+{stats.last_failure_at - started:.1f}s"
@@ -165,7 +166,10 @@ def format_table(without: ScenarioResult, with_pm: ScenarioResult) -> str:
         )
     )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    lines = [
+        "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     left = sum(widths[:2]) + 6
     span = sum(widths[2:5]) + 6
     title = " " * left + "without ProxyMedic".ljust(span + 3) + "with ProxyMedic"

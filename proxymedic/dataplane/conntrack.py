@@ -36,6 +36,7 @@ from typing import Any
 
 from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_CTNETLINK
 from pyroute2.netlink.nfnetlink.nfctsocket import (
     IPCTNL_MSG_CT_GET,
     NFCTAttrTuple,
@@ -70,11 +71,11 @@ class ConntrackUDPEntry:
 
 
 _NETLINK_NETFILTER = 12
-_NLMSG_ERROR = 2
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _NLM_F_REQUEST, _NLM_F_ACK = 0x1, 0x4
 _NLA_F_NESTED = 0x8000
 _CT_DELETE = (1 << 8) | 2  # NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_DELETE
-_CTA_TUPLE_ORIG, _CTA_TUPLE_IP, _CTA_TUPLE_PROTO = 1, 1, 2
+_CTA_TUPLE_ORIG, _CTA_TUPLE_REPLY, _CTA_TUPLE_IP, _CTA_TUPLE_PROTO = 1, 2, 1, 2
 _CTA_PROTO_NUM, _CTA_PROTO_SRC_PORT, _CTA_PROTO_DST_PORT = 1, 2, 3
 
 
@@ -98,23 +99,100 @@ def _delete_request(seq: int, entry: ConntrackUDPEntry) -> bytes:
     return struct.pack("=IHHII", 16 + len(body), _CT_DELETE, _NLM_F_REQUEST | _NLM_F_ACK, seq, 0) + body
 
 
-def _delete_batched(entries: list[ConntrackUDPEntry], op: str) -> int:
-    """Send the deletes in batches on one ctnetlink socket; count the ACKs that report success.
+def _nlas(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(type without flags, payload start, payload end) of each attribute in data[start:end]."""
+    while start + 4 <= end:
+        length, kind = struct.unpack_from("=HH", data, start)
+        if length < 4:
+            return
+        yield kind & 0x3FFF, start + 4, start + length
+        start += (length + 3) & ~3
 
-    pyroute2 spends about a millisecond of Python per encoded request, more than the kernel
-    spends on the delete; these requests have a fixed shape, so they are packed here. ENOENT
-    (the entry expired meanwhile) is not counted; EPERM raises DataplanePermissionError.
+
+def _parse_tuple(data: bytes, start: int, end: int) -> tuple[IPAddress, IPAddress, int, int, int] | None:
+    """(src, dst, proto, sport, dport) of a nested CTA_TUPLE_*; None if incomplete."""
+    src = dst = None
+    proto = sport = dport = None
+    for kind, a, b in _nlas(data, start, end):
+        if kind == _CTA_TUPLE_IP:
+            for ip_kind, c, d in _nlas(data, a, b):
+                if ip_kind in (1, 3):  # CTA_IP_V4_SRC, CTA_IP_V6_SRC
+                    src = ipaddress.ip_address(data[c:d])
+                elif ip_kind in (2, 4):  # CTA_IP_V4_DST, CTA_IP_V6_DST
+                    dst = ipaddress.ip_address(data[c:d])
+        elif kind == _CTA_TUPLE_PROTO:
+            for p_kind, c, _d in _nlas(data, a, b):
+                if p_kind == _CTA_PROTO_NUM:
+                    proto = data[c]
+                elif p_kind == _CTA_PROTO_SRC_PORT:
+                    (sport,) = struct.unpack_from("!H", data, c)
+                elif p_kind == _CTA_PROTO_DST_PORT:
+                    (dport,) = struct.unpack_from("!H", data, c)
+    if src is None or dst is None or proto is None or sport is None or dport is None:
+        return None
+    return src, dst, proto, sport, dport
+
+
+class _Ctnetlink:
+    """A bare NETLINK_NETFILTER socket for the two hot paths: the filtered dump and the deletes.
+
+    pyroute2 builds the dump request (its CTA_FILTER encoding); decoding the answers and
+    encoding the deletes here avoids pyroute2's per-message Python cost, which at tens of
+    thousands of entries is far larger than the kernel's work.
     """
-    deleted = 0
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        sock.bind((0, 0))
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self.sock.bind((0, 0))
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _messages(self) -> Iterator[tuple[int, bytes, int, int]]:
+        """(type, datagram, payload start, payload end) of every message received, until DONE."""
+        while True:
+            data = self.sock.recv(1 << 20)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind, _flags, _seq, _pid = struct.unpack_from("=IHHII", data, offset)
+                if length < 16:
+                    break
+                if kind == _NLMSG_DONE:
+                    return
+                yield kind, data, offset + 16, offset + length
+                offset += (length + 3) & ~3
+
+    def dump(self, request: bytes) -> Iterator[tuple[tuple[IPAddress, IPAddress, int, int, int], ...]]:
+        """Send a dump request; yield (original tuple, reply tuple) of each entry."""
+        self.sock.sendall(request)
+        for kind, data, start, end in self._messages():
+            if kind == _NLMSG_ERROR:
+                (err,) = struct.unpack_from("=i", data, start)
+                if err:
+                    raise OSError(-err, os.strerror(-err))
+                continue
+            orig = reply = None
+            for attr, a, b in _nlas(data, start + 4, end):  # after struct nfgenmsg
+                if attr == _CTA_TUPLE_ORIG:
+                    orig = _parse_tuple(data, a, b)
+                elif attr == _CTA_TUPLE_REPLY:
+                    reply = _parse_tuple(data, a, b)
+            if orig is not None and reply is not None:
+                yield orig, reply
+
+    def delete(self, entries: list[ConntrackUDPEntry], op: str) -> int:
+        """Delete by original tuple, ``_DELETE_BATCH`` requests per datagram; count successful ACKs.
+
+        ENOENT (the entry expired meanwhile) is not counted; other errors raise.
+        """
+        deleted = 0
         for start in range(0, len(entries), _DELETE_BATCH):
             batch = entries[start : start + _DELETE_BATCH]
-            sock.sendall(b"".join(_delete_request(start + i + 1, e) for i, e in enumerate(batch)))
+            self.sock.sendall(b"".join(_delete_request(start + i + 1, e) for i, e in enumerate(batch)))
             pending = len(batch)
             while pending:
-                data = sock.recv(1 << 16)
+                data = self.sock.recv(1 << 20)
                 offset = 0
                 while offset + 20 <= len(data):
                     length, kind, _flags, _seq, _pid = struct.unpack_from("=IHHII", data, offset)
@@ -126,7 +204,7 @@ def _delete_batched(entries: list[ConntrackUDPEntry], op: str) -> int:
                         elif -err != errno.ENOENT:
                             raise map_netlink_error(OSError(-err, os.strerror(-err)), op)
                     offset += (length + 3) & ~3 if length >= 16 else len(data)
-    return deleted
+        return deleted
 
 
 def _family(ip: IPAddress) -> int:
@@ -174,6 +252,19 @@ class NetlinkConntrack:
             yield sock
         finally:
             sock.close()
+
+    @contextmanager
+    def _raw(self, operation: str) -> Iterator[_Ctnetlink]:
+        try:
+            ct = _Ctnetlink()
+        except OSError as exc:
+            raise map_netlink_error(exc, f"{operation}: open ctnetlink socket") from exc
+        try:
+            yield ct
+        except OSError as exc:
+            raise map_netlink_error(exc, operation) from exc
+        finally:
+            ct.close()
 
     # --- statistics -----------------------------------------------------------------------
 
@@ -223,11 +314,12 @@ class NetlinkConntrack:
         self, vip: IPAddress, port: int, backend: IPAddress | None = None
     ) -> list[ConntrackUDPEntry]:
         """UDP entries whose original destination is vip:port (and reply source is backend)."""
-        with self._socket(_family(vip), f"list UDP conntrack entries to {vip}:{port}") as ct:
+        op = f"list UDP conntrack entries to {vip}:{port}"
+        with self._raw(op) as ct:
             return list(self._matching(ct, vip, port, backend))
 
     def _matching(
-        self, ct: Any, vip: IPAddress, port: int, backend: IPAddress | None
+        self, ct: _Ctnetlink, vip: IPAddress, port: int, backend: IPAddress | None
     ) -> Iterator[ConntrackUDPEntry]:
         family = _family(vip)
         v6 = vip.version == 6
@@ -244,19 +336,15 @@ class NetlinkConntrack:
             filters.append(["CTA_FILTER_REPLY_FLAGS", reply.flags])
             kwargs["tuple_reply"] = reply
         msg = nfct_msg.create_from(cta_filter={"attrs": filters}, **kwargs)
-        op = f"dump UDP conntrack entries to {vip}:{port}"
-        try:
-            replies = list(ct.request(msg, IPCTNL_MSG_CT_GET, msg_flags=NLM_F_REQUEST | NLM_F_DUMP))
-        except (NetlinkError, OSError) as exc:
-            raise map_netlink_error(exc, op) from exc
-        for reply_msg in replies:
-            o = _tuple_fields(reply_msg.get_attr("CTA_TUPLE_ORIG"), family)
-            r = _tuple_fields(reply_msg.get_attr("CTA_TUPLE_REPLY"), family)
-            if o is None or r is None:
-                continue
-            entry = ConntrackUDPEntry(o[0], o[1], o[2], o[3], r[0], r[2])
+        msg["nfgen_family"] = family
+        msg["header"]["type"] = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET
+        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_DUMP
+        msg["header"]["sequence_number"] = 1
+        msg.encode()
+        for o, r in ct.dump(bytes(msg.data)):
+            entry = ConntrackUDPEntry(o[0], o[1], o[3], o[4], r[0], r[3])
             # Defence in depth: the kernel filter narrows the dump, this check decides.
-            if entry.orig_dst != vip or entry.orig_dport != port:
+            if o[2] != socket.IPPROTO_UDP or entry.orig_dst != vip or entry.orig_dport != port:
                 continue
             if backend is not None and entry.reply_src != backend:
                 continue
@@ -272,9 +360,5 @@ class NetlinkConntrack:
             raise ValueError(f"address families differ: VIP {vip}, backend {backend}")
         op = f"delete UDP conntrack entries {vip}:{port} -> {backend}"
         family = _family(vip)
-        with self._socket(family, op) as ct:
-            entries = list(self._matching(ct, vip, port, backend))
-        try:
-            return _delete_batched(entries, op)
-        except OSError as exc:
-            raise map_netlink_error(exc, op) from exc
+        with self._raw(op) as ct:
+            return ct.delete(list(self._matching(ct, vip, port, backend)), op)

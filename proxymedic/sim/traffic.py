@@ -17,6 +17,7 @@ class ClientStats:
     """Seconds from the first failed query of a run of failures to the next answered one."""
     first_failure_at: float | None = None
     last_failure_at: float | None = None
+    failing_at_end: bool = False
     _run_started: float | None = None
 
     def record(self, ok: bool, now: float) -> None:
@@ -38,6 +39,7 @@ class ClientStats:
         if self._run_started is not None:
             self.longest_failure = max(self.longest_failure, now - self._run_started)
             self._run_started = None
+            self.failing_at_end = True
 
 
 @dataclass

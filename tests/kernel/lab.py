@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ipaddress
+import json
 import os
 import selectors
 import shutil
@@ -404,6 +405,17 @@ def ipvs_conns() -> list[IPVSConn]:
 
 def conns_of(client: Client) -> list[IPVSConn]:
     return [c for c in ipvs_conns() if c.cport == client.port and c.client != ""]
+
+
+def report(key: str, value: object) -> None:
+    """Record a measurement in $KERNEL_REPORT_DIR/measurements.json (the VM run sets the variable)."""
+    out_dir = os.environ.get("KERNEL_REPORT_DIR")
+    if not out_dir:
+        return
+    path = Path(out_dir, "measurements.json")
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[key] = value
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def wait_until(predicate: object, timeout: float = 3.0, step: float = 0.05) -> float | None:

@@ -27,6 +27,7 @@ from tests.kernel.lab import (
     conns_of,
     ipvs_conns,
     need_tool,
+    report,
     run,
     sysctl_write,
     wait_until,
@@ -102,6 +103,7 @@ def test_row_A_removed_rs_without_expire_nodest_conn_keeps_stale_entry(node: Lab
         assert stale.client.ask(QUIET) is None
     (entry,) = stale.conns_to(stale.dead)
     assert entry.expires > 250
+    report("row A: seconds left on the stale entry after 3 retries", entry.expires)
     assert proc_conns_as_oracle() == oracle_conns()
     assert_live_untouched(stale)
 
@@ -114,7 +116,7 @@ def test_row_B_expire_nodest_conn_flushes_on_rs_removal(node: Lab, ipvs: Netlink
     stale = make_stale(node, ipvs, version)
     took = wait_until(lambda: not stale.conns_to(stale.dead), timeout=5)
     assert took is not None, "stale entry not flushed"
-    print(f"row B ipv{version}: entry gone after {took:.2f} s")
+    report(f"row B ipv{version}: seconds until the stale entry was gone", round(took, 3))
     assert stale.client.ask() == "backend2"
     assert_live_untouched(stale)
 
@@ -146,6 +148,10 @@ def test_row_D1_lower_udp_timeout_bounds_new_entries_only(node: Lab, ipvs: Netli
     assert fresh.ask() == "backend2"
     (new_entry,) = conns_of(fresh)
     assert new_entry.expires <= 5
+    report(
+        "row D1: seconds left, stale entry / new entry, after udp timeout 5",
+        [entry.expires, new_entry.expires],
+    )
     ipvs.set_timeouts(before)
     assert ipvs.get_timeouts() == before
 
@@ -176,7 +182,7 @@ def test_row_D3_readd_weight0_and_delete_flushes_proactively(
     ipvs.flush_dead_real_server(stale.svc, stale.dead)
     took = wait_until(lambda: not stale.conns_to(stale.dead), timeout=5)
     assert took is not None, "D3 did not flush the stale entry"
-    print(f"row D3 ipv{version}: entry gone after {took:.2f} s, no packet sent")
+    report(f"row D3 ipv{version}: seconds until the stale entry was gone (no packet)", round(took, 3))
     assert {rs.endpoint for vs in ipvs.list_services() for rs in vs.real_servers} == {stale.live}
     assert stale.client.ask() == "backend2"
     assert_live_untouched(stale)
