@@ -8,6 +8,9 @@ from pathlib import Path
 
 from proxymedic.api.crd import render_all
 
+# The chart carries the same CRDs as crds/, so `helm install` creates them.
+DEFAULT_DIRECTORIES = (Path("crds"), Path("charts/proxymedic/crds"))
+
 
 def write_crds(directory: Path) -> list[Path]:
     """Write every CRD into ``directory``; return the files that changed."""

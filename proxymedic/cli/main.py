@@ -48,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     crds_cmd = commands.add_parser("crds", help="write the CRDs generated from the models")
     crds_cmd.add_argument(
-        "--output-dir", type=Path, default=Path("crds"), help="where to write (default: crds)"
+        "--output-dir",
+        type=Path,
+        action="append",
+        help="where to write; repeatable (default: crds and charts/proxymedic/crds)",
     )
     crds_cmd.add_argument("--check", action="store_true", help="exit 1 if the files differ from the models")
 
@@ -65,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     match args.command:
         case "crds":
-            return crds.run(args.output_dir, args.check)
+            directories = args.output_dir or list(crds.DEFAULT_DIRECTORIES)
+            return max(crds.run(directory, args.check) for directory in directories)
         case "validate":
             return _validate(args.paths)
         case "demo":

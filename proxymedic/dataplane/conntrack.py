@@ -211,22 +211,6 @@ def _family(ip: IPAddress) -> int:
     return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
 
 
-def _tuple_fields(tup: Any, family: int) -> tuple[IPAddress, IPAddress, int, int] | None:
-    """(src, dst, sport, dport) of a CTA_TUPLE_* attribute, or None if incomplete."""
-    if tup is None:
-        return None
-    ip = tup.get_attr("CTA_TUPLE_IP")
-    proto = tup.get_attr("CTA_TUPLE_PROTO")
-    if ip is None or proto is None:
-        return None
-    prefix = "CTA_IP_V6" if family == socket.AF_INET6 else "CTA_IP_V4"
-    src, dst = ip.get_attr(prefix + "_SRC"), ip.get_attr(prefix + "_DST")
-    sport, dport = proto.get_attr("CTA_PROTO_SRC_PORT"), proto.get_attr("CTA_PROTO_DST_PORT")
-    if src is None or dst is None or sport is None or dport is None:
-        return None
-    return ipaddress.ip_address(src), ipaddress.ip_address(dst), int(sport), int(dport)
-
-
 class NetlinkConntrack:
     """ConntrackAdapter over pyroute2's ctnetlink socket (NETLINK_NETFILTER).
 
@@ -359,6 +343,5 @@ class NetlinkConntrack:
         if vip.version != backend.version:
             raise ValueError(f"address families differ: VIP {vip}, backend {backend}")
         op = f"delete UDP conntrack entries {vip}:{port} -> {backend}"
-        family = _family(vip)
         with self._raw(op) as ct:
             return ct.delete(list(self._matching(ct, vip, port, backend)), op)
