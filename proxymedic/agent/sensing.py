@@ -121,7 +121,9 @@ def virtual_servers(
     for (service, destination), count in connections.items():
         per_service[service][destination] = count
     states: list[VirtualServerState] = []
-    udp = sorted((vs for vs in services if vs.key.protocol is L4Protocol.UDP), key=lambda vs: vs.key)
+    udp = sorted(
+        (vs for vs in services if vs.key.protocol is L4Protocol.UDP), key=lambda vs: vs.key.sort_key()
+    )
     for vs in udp[:MAX_VIRTUAL_SERVERS]:
         counts = per_service.get(vs.key, {})
         present = {rs.endpoint for rs in vs.real_servers}
@@ -132,11 +134,11 @@ def virtual_servers(
                 weight=rs.weight,
                 connections=counts.get(rs.endpoint, 0),
             )
-            for rs in sorted(vs.real_servers, key=lambda rs: rs.endpoint)
+            for rs in sorted(vs.real_servers, key=lambda rs: rs.endpoint.sort_key())
         ][:MAX_REAL_SERVERS]
         orphaned = [
             OrphanedConnections(ip=str(dest.ip), port=dest.port, connections=count)
-            for dest, count in sorted(counts.items())
+            for dest, count in sorted(counts.items(), key=lambda item: item[0].sort_key())
             if dest not in present and count > 0
         ][:MAX_REAL_SERVERS]
         states.append(

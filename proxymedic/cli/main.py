@@ -11,7 +11,7 @@ import yaml
 
 from proxymedic import __version__
 from proxymedic.api.errors import InvalidObjectError, parse_object
-from proxymedic.cli import crds, run
+from proxymedic.cli import crds, reference, run
 
 
 def _validate(paths: Sequence[Path]) -> int:
@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate_cmd = commands.add_parser("validate", help="check ProxyMedic manifests against the models")
     validate_cmd.add_argument("paths", nargs="+", type=Path, metavar="FILE")
 
+    reference_cmd = commands.add_parser(
+        "reference", help="write docs/reference.md from the models and values"
+    )
+    reference_cmd.add_argument("--check", action="store_true", help="exit 1 if the file differs")
+
     commands.add_parser("demo", help="run the embedded demo (no cluster needed)")
     run.add_operator_command(commands)
     run.add_agent_command(commands)
@@ -72,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return max(crds.run(directory, args.check) for directory in directories)
         case "validate":
             return _validate(args.paths)
+        case "reference":
+            return reference.run(reference.DEFAULT_OUTPUT, reference.DEFAULT_VALUES, args.check)
         case "demo":
             from proxymedic.cli.demo import run_demo
 

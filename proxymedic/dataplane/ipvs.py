@@ -160,9 +160,7 @@ class NetlinkIPVS:
                 dests = self._dump_dests(ipvs, key)
                 out.append(VirtualService(key, sched, tuple(self._real_server(d) for d in dests)))
         # ServiceKey's own ordering cannot compare an IPv4 with an IPv6 address.
-        return sorted(
-            out, key=lambda vs: (vs.key.vip.version, str(vs.key.protocol), int(vs.key.vip), vs.key.port)
-        )
+        return sorted(out, key=lambda vs: vs.key.sort_key())
 
     def _dump_dests(self, ipvs: Any, key: ServiceKey) -> list[Any]:
         service_obj = _service_obj(key)

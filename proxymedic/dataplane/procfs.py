@@ -167,17 +167,8 @@ def _aggregate(stream: BinaryIO, chunk_size: int) -> tuple[Counter[_RawKey], int
 
 
 def _sort_key(item: tuple[tuple[ServiceKey, Endpoint], int]) -> tuple[object, ...]:
-    # ipaddress refuses to order IPv4 against IPv6, so order by (version, integer value).
     (service, destination), _ = item
-    return (
-        service.protocol.value,
-        service.vip.version,
-        int(service.vip),
-        service.port,
-        destination.ip.version,
-        int(destination.ip),
-        destination.port,
-    )
+    return (service.sort_key(), destination.sort_key())
 
 
 def parse_ip_vs_conn(

@@ -21,7 +21,7 @@ class L4Protocol(enum.StrEnum):
     SCTP = "SCTP"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class ServiceKey:
     """One IPVS virtual service: protocol, virtual IP and port."""
 
@@ -29,17 +29,24 @@ class ServiceKey:
     vip: IPAddress
     port: int
 
+    def sort_key(self) -> tuple[str, int, int, int]:
+        """IPv4 before IPv6: the addresses themselves do not compare across families."""
+        return (str(self.protocol), self.vip.version, int(self.vip), self.port)
+
     def __str__(self) -> str:
         host = f"[{self.vip}]" if self.vip.version == 6 else str(self.vip)
         return f"{host}:{self.port}/{self.protocol}"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Endpoint:
     """A backend address as IPVS sees it: a real server's IP and port."""
 
     ip: IPAddress
     port: int
+
+    def sort_key(self) -> tuple[int, int, int]:
+        return (self.ip.version, int(self.ip), self.port)
 
     def __str__(self) -> str:
         host = f"[{self.ip}]" if self.ip.version == 6 else str(self.ip)

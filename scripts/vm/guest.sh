@@ -1,0 +1,24 @@
+#!/bin/sh
+# Runs inside the virtme-ng guest (called by run-kernel-tests.sh); not meant for the host.
+# Arguments: MODE(pytest|bench) RWDIR VENV [args...]
+MODE="$1"; RWDIR="$2"; VENV="$3"; shift 3
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$REPO" || exit 1
+dmesg -n 1 2>/dev/null  # keep kernel messages off the console (and out of the test output)
+for m in ip_vs ip_vs_rr ip_vs_wlc nf_conntrack nf_conntrack_netlink nf_nat nf_tables nft_nat dummy veth; do
+    modprobe "$m" 2>/dev/null || echo "guest: modprobe $m failed"
+done
+export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH="$VENV/bin:$PATH" KERNEL_REPORT_DIR="$RWDIR"
+echo "guest: kernel $(uname -r), $(nproc) cpus"
+rm -f "$RWDIR/exit-code.tmp"
+# Stream the output (tee) and keep the command's own exit code (POSIX sh has no PIPESTATUS).
+if [ "$MODE" = bench ]; then
+    { "$VENV/bin/python" bench/kernel_flush.py "$@"; echo $? >"$RWDIR/exit-code.tmp"; } 2>&1 \
+        | tee "$RWDIR/guest.log"
+else
+    { "$VENV/bin/python" -m pytest -p no:cacheprovider -m kernel tests/kernel \
+        --junitxml="$RWDIR/junit.xml" "$@"; echo $? >"$RWDIR/exit-code.tmp"; } 2>&1 | tee "$RWDIR/guest.log"
+fi
+rc="$(cat "$RWDIR/exit-code.tmp" 2>/dev/null || echo 1)"
+rm -f "$RWDIR/exit-code.tmp"
+echo "$rc" >"$RWDIR/exit-code"

@@ -1,0 +1,14 @@
+"""The modelled dataplane gives DESIGN §2's outcomes for every scenario (no root needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.differential.scenarios import EXPECTED, SCENARIOS, ModelNode
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("row", sorted(SCENARIOS))
+def test_model_reproduces_the_design_table(row: str) -> None:
+    assert SCENARIOS[row](ModelNode()) == EXPECTED[row]
