@@ -1,0 +1,189 @@
+"""The agent applies intents through the adapters, verifies them, and never touches a live backend."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from proxymedic.agent.agent import AgentSettings, NodeAgent
+from proxymedic.agent.executor import execute
+from proxymedic.agent.node import NodeDataplane
+from proxymedic.api.intent import IntentOutcome, RemediationIntent
+from proxymedic.dataplane.kubeproxy import KubeProxyObservation
+from proxymedic.dataplane.model import ModelConfig, ModelledNode
+from proxymedic.dataplane.types import Endpoint, L4Protocol, ServiceKey
+from tests.unit.factories import intent, with_change
+
+pytestmark = pytest.mark.unit
+
+VIP = ipaddress.ip_address("10.96.0.10")
+DEAD, LIVE = ipaddress.ip_address("10.244.1.5"), ipaddress.ip_address("10.244.2.7")
+DNS = ServiceKey(L4Protocol.UDP, VIP, 53)
+NOW = datetime(2026, 11, 22, 10, 0, 5, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def pause(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def node(
+    expire_nodest_conn: int = 1, stale_rs: bool = True, clients: int = 3
+) -> tuple[NodeDataplane, ModelledNode]:
+    clock = Clock()
+    model = ModelledNode(clock, ModelConfig(expire_nodest_conn=expire_nodest_conn), alive=[DEAD, LIVE])
+    model.add_service(DNS)
+    model.add_real_server(DNS, Endpoint(DEAD, 53))
+    for port in range(clients):  # flows pinned to the soon-dead backend
+        model.send_udp((ipaddress.ip_address("10.244.9.9"), 40000 + port), VIP, 53)
+    model.add_real_server(DNS, Endpoint(LIVE, 53))
+    model.send_udp((ipaddress.ip_address("10.244.9.9"), 50000), VIP, 53)  # round robin: to LIVE
+    model.set_alive(DEAD, False)
+    if not stale_rs:
+        model.remove_real_server(DNS, Endpoint(DEAD, 53))  # kube-proxy did its part (with expire 0)
+
+    async def probe() -> KubeProxyObservation:
+        return KubeProxyObservation(observed_at=clock())
+
+    dataplane = NodeDataplane(
+        ipvs=model,
+        connections=model,
+        conntrack=model,
+        sysctls=model,
+        probe=probe,
+        clock=clock,
+        pause=clock.pause,
+    )
+    return dataplane, model
+
+
+def flush_intent(**changes: Any) -> RemediationIntent:
+    raw = intent(
+        liveBackends=["10.244.2.7"], decidedAt="2026-11-22T10:00:00Z", expiresAt="2026-11-22T10:10:00Z"
+    )
+    raw["metadata"]["uid"] = "uid-1"
+    for field, value in changes.items():
+        raw = with_change(raw, f"spec.{field}", value)
+    return RemediationIntent.model_validate(raw)
+
+
+def connections_to(model: ModelledNode, ip: Any) -> int:
+    return sum(c.count for c in model.connection_counts() if c.destination.ip == ip)
+
+
+async def test_removes_the_stale_real_server_and_verifies_the_flush() -> None:
+    dp, model = node()
+    result = await execute(flush_intent(), dp)
+    assert result.outcome is IntentOutcome.APPLIED, result.message
+    assert result.removed_real_servers == 1
+    assert result.flushed_connections == 3
+    assert connections_to(model, DEAD) == 0
+    assert connections_to(model, LIVE) == 1, "the live backend's flow is untouched"
+    assert [rs.endpoint.ip for vs in model.list_services() for rs in vs.real_servers] == [LIVE]
+
+
+async def test_flushes_connections_of_a_removed_real_server_proactively() -> None:
+    dp, model = node(stale_rs=False, expire_nodest_conn=0)
+    model.write("net.ipv4.vs.expire_nodest_conn", 1)  # fixed since; the entries stayed (DESIGN D3)
+    assert connections_to(model, DEAD) == 3
+    result = await execute(flush_intent(steps=["FlushConnections"]), dp)
+    assert result.outcome is IntentOutcome.APPLIED, result.message
+    assert result.flushed_connections == 3
+    assert connections_to(model, DEAD) == 0
+
+
+async def test_applying_twice_is_harmless() -> None:
+    dp, _ = node()
+    await execute(flush_intent(), dp)
+    again = await execute(flush_intent(), dp)
+    assert again.outcome is IntentOutcome.ALREADY_CLEAN
+    assert again.message == "nothing to do"
+
+
+async def test_dry_run_changes_nothing_and_says_what_it_would_do() -> None:
+    dp, model = node()
+    result = await execute(flush_intent(dryRun=True), dp)
+    assert result.outcome is IntentOutcome.DRY_RUN
+    assert "would remove real server 10.244.1.5:53" in result.message
+    assert result.removed_real_servers == 1
+    assert connections_to(model, DEAD) == 3
+
+
+async def test_expire_nodest_conn_zero_is_a_failure_with_the_reason() -> None:
+    dp, model = node(expire_nodest_conn=0)
+    result = await execute(flush_intent(), dp)
+    assert result.outcome is IntentOutcome.FAILED
+    assert "net.ipv4.vs.expire_nodest_conn is 0" in result.message
+    assert "enforceSysctls" in result.message
+    assert [rs.endpoint.ip for vs in model.list_services() for rs in vs.real_servers] == [LIVE], (
+        "the stale real server is still removed: new flows stop going to it"
+    )
+
+
+async def test_flush_without_removal_refuses_while_the_real_server_is_present() -> None:
+    dp, model = node()
+    result = await execute(flush_intent(steps=["FlushConnections"]), dp)
+    assert result.outcome is IntentOutcome.REFUSED
+    assert "does not allow removing it" in result.message
+    assert connections_to(model, DEAD) == 3
+
+
+async def test_never_touches_a_backend_listed_as_live() -> None:
+    dp, model = node()
+    raw = intent(deadBackends=["10.244.1.5"], liveBackends=["10.244.2.7"])
+    bad = RemediationIntent.model_construct(  # bypass the model's own check: defence in depth
+        metadata=RemediationIntent.model_validate(raw).metadata,
+        spec=RemediationIntent.model_validate(raw).spec.model_copy(update={"live_backends": ["10.244.1.5"]}),
+    )
+    result = await execute(bad, dp)
+    assert result.outcome is IntentOutcome.REFUSED
+    assert connections_to(model, DEAD) == 3
+
+
+async def test_sysctls_are_set_and_read_back() -> None:
+    dp, model = node(expire_nodest_conn=0)
+    result = await execute(
+        flush_intent(
+            action="EnforceSysctls", steps=[], parameters={"sysctls": {"net.ipv4.vs.expire_nodest_conn": 1}}
+        ),
+        dp,
+    )
+    assert result.outcome is IntentOutcome.APPLIED
+    assert result.message == "set net.ipv4.vs.expire_nodest_conn from 0 to 1"
+    assert model.read("net.ipv4.vs.expire_nodest_conn") == 1
+
+
+async def test_udp_timeout_is_set_for_new_entries_only() -> None:
+    dp, model = node()
+    result = await execute(
+        flush_intent(action="SetIPVSUDPTimeout", steps=[], parameters={"udpTimeoutSeconds": 30}), dp
+    )
+    assert result.outcome is IntentOutcome.APPLIED
+    assert "from 300s to 30s (new entries only" in result.message
+    assert model.get_timeouts().udp == 30
+
+
+async def test_the_agent_skips_intents_for_other_nodes_expired_or_malformed() -> None:
+    dp, model = node()
+    agent = NodeAgent(AgentSettings(node_name="node-1"), dp)
+    other = flush_intent(allNodes=False, nodeNames=["node-2"])
+    assert await agent.on_intent(other.model_dump(mode="json", by_alias=True)) is None
+    expired = flush_intent(expiresAt="2026-11-22T10:00:01Z")
+    assert await agent.on_intent(expired.model_dump(mode="json", by_alias=True)) is None
+    assert await agent.on_intent({"metadata": {"name": "broken"}, "spec": {"action": 7}}) is None
+    assert connections_to(model, DEAD) == 3
+    mine = flush_intent()
+    result = await agent.on_intent(mine.model_dump(mode="json", by_alias=True))
+    assert result is not None
+    assert result.outcome is IntentOutcome.APPLIED
+    assert await agent.on_intent(mine.model_dump(mode="json", by_alias=True)) is None, "applied once"
+    assert [r.intent for r in agent.recent_results()] == ["kube-dns-flush-1"]
