@@ -19,5 +19,9 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e . --group dev
 
 if [ "${1:-}" = "--kernel" ]; then
-    bash scripts/vm/setup.sh
+    if [ "$(id -u)" -eq 0 ]; then
+        bash scripts/vm/setup.sh
+    else
+        echo "setup: the real-kernel tier needs root (QEMU and kernel modules): not preparing it"
+    fi
 fi
