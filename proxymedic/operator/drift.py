@@ -190,6 +190,8 @@ class Ladder:
                 restart = restart or Step(ActionKind.RESTART_KUBE_PROXY, node, since, finding)
             elif finding.type is FindingType.SYSCTL_DRIFT:
                 sysctls = sysctls or Step(ActionKind.ENFORCE_SYSCTLS, node, since, finding)
+            elif finding.type is FindingType.CONNTRACK_PRESSURE:
+                due.append(Step(ActionKind.RAISE_CONNTRACK_MAX, node, since, finding))
         return due + [step for step in (sysctls, restart) if step is not None]
 
     def _removed_at(self, node: str, finding: DriftFinding) -> datetime | None:

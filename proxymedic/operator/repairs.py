@@ -7,6 +7,7 @@ operator does it, never the agent, and only when every guardrail allows.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
 
 from proxymedic.api.health import FindingType, Freshness
@@ -17,7 +18,7 @@ from proxymedic.kube.client import ApiError, NotFoundError
 from proxymedic.kube.events import EventType, ObjectRef
 from proxymedic.kube.resources import PODS
 from proxymedic.operator.controller import Controller
-from proxymedic.operator.drift import DriftFinding, Step, detect
+from proxymedic.operator.drift import DriftFinding, SelectedVip, Step, VipKey, detect
 from proxymedic.operator.guardrails import ActionKind, ActionRecord, ClusterView, Proposal, anomaly_tripped
 from proxymedic.operator.planner import IntentDraft, intent_name, plan_backend_flush
 from proxymedic.operator.state import PolicyEntry
@@ -31,16 +32,25 @@ RESTART_SETTLE = timedelta(minutes=5)
 class NodeRepairs:
     def __init__(self, controller: Controller) -> None:
         self.c = controller
-        self._stale_posted: set[str] = set()
+        self._announced: set[tuple[str, str]] = set()
+        self._judged: dict[str, tuple[ProxyHealthPolicy, dict[str, list[DriftFinding]]]] = {}
+        """Policy name → (the policy judged with, node → its findings when last judged)."""
 
-    def _findings(self, policy: ProxyHealthPolicy, node: str) -> list[DriftFinding]:
+    def _findings(
+        self, policy: ProxyHealthPolicy, node: str, selected: Mapping[VipKey, SelectedVip]
+    ) -> list[DriftFinding]:
         status = self.c.cluster.healths.get(node)
         if status is None:
             return []
-        findings = detect(node, status, self.c.cluster.selected_vips(policy))
+        findings = detect(node, status, selected)
         stale_after = policy.spec.actions.restart_kube_proxy.stale_after
         last_sync = status.kube_proxy.last_sync_time
         now = self.c.now()
+
+        findings = [f for f in findings if f.type is not FindingType.CONNTRACK_PRESSURE]
+        pressure = self._conntrack_pressure(policy, node)
+        if pressure is not None:
+            findings.append(pressure)
 
         def too_early(finding: DriftFinding) -> bool:
             # The agent judges with its own threshold; the policy's staleAfter must be exceeded too.
@@ -48,6 +58,23 @@ class NodeRepairs:
             return finding.type is FindingType.KUBE_PROXY_SYNC_STALE and recent
 
         return [finding for finding in findings if not too_early(finding)]
+
+    def _conntrack_pressure(self, policy: ProxyHealthPolicy, node: str) -> DriftFinding | None:
+        """The node's conntrack table fuller than the policy's threshold (90% when it sets none)."""
+        status = self.c.cluster.healths.get(node)
+        if status is None or status.conntrack is None or status.conntrack.max <= 0:
+            return None
+        raise_max = policy.spec.actions.raise_conntrack_max
+        threshold = raise_max.threshold_percent
+        used = 100 * status.conntrack.count / status.conntrack.max
+        if used < threshold:
+            return None
+        return DriftFinding(
+            node,
+            FindingType.CONNTRACK_PRESSURE,
+            f"conntrack table {used:.0f}% full ({status.conntrack.count} of {status.conntrack.max}, "
+            f"threshold {threshold}%)",
+        )
 
     async def sweep(self) -> None:
         """Re-judge every node against every policy: findings age even when no report changes."""
@@ -61,15 +88,30 @@ class NodeRepairs:
         if policy is None or entry.ladder is None or policy.paused:
             return
         now = self.c.now()
-        nodes = self.c.cluster.selected_nodes(policy, now)
-        findings = {node: self._findings(policy, node) for node in nodes}
+        selected = self.c.cluster.selected_vips(policy)
+        cached = self._judged.get(name)
+        if only is None or cached is None or cached[0] is not policy:
+            # A sweep (or the first report): judge every selected node afresh.
+            nodes = self.c.cluster.selected_nodes(policy, now)
+            findings = {node: self._findings(policy, node, selected) for node in nodes}
+        else:
+            # One node reported: judge it, and take the others' findings from their last judgement
+            # (their report or the last sweep, at most one housekeeping interval old). Judging every
+            # node on every report made a rollout cost O(nodes²): 5,000 reports x 5,000 nodes.
+            findings = cached[1]
+            if self.c.cluster.node_selected(policy, only, now):
+                findings[only] = self._findings(policy, only, selected)
+            else:
+                findings.pop(only, None)
+            nodes = list(findings)
+        self._judged[name] = (policy, findings)
         stale = entry.ladder.restart_candidates(findings, now)
         view = ClusterView(len(nodes), stale, frozenset(self.c.cluster.restarts))
         await self._breaker(policy, entry, view)
         for node in [only] if only is not None else nodes:
             if node not in findings:
                 continue
-            await self._announce_stale(node, findings[node])
+            await self._announce(node, findings[node])
             entry.ladder.observe(node, findings[node], now)
             for step in entry.ladder.steps(node, findings[node], now):
                 await self._run(policy, entry, step, view)
@@ -100,19 +142,19 @@ class NodeRepairs:
                 subject, "AnomalyBreakerReset", "few enough nodes look stale: restarts resume"
             )
 
-    async def _announce_stale(self, node: str, findings: list[DriftFinding]) -> None:
-        stale = next(
-            (f for f in findings if f.type is FindingType.KUBE_PROXY_SYNC_STALE and not f.backend), None
-        )
-        if stale is None:
-            self._stale_posted.discard(node)
-            return
-        if node in self._stale_posted:
-            return
-        self._stale_posted.add(node)
-        await self.c.recorder.post(
-            self._node_ref(node), "KubeProxySyncStale", stale.message, EventType.WARNING
-        )
+    async def _announce(self, node: str, findings: list[DriftFinding]) -> None:
+        """One Warning Event per episode of a stale sync or a full conntrack table on a node."""
+        for kind, reason in (
+            (FindingType.KUBE_PROXY_SYNC_STALE, "KubeProxySyncStale"),
+            (FindingType.CONNTRACK_PRESSURE, "ConntrackPressure"),
+        ):
+            found = next((f for f in findings if f.type is kind and not f.backend), None)
+            episode = (node, reason)
+            if found is None:
+                self._announced.discard(episode)
+            elif episode not in self._announced:
+                self._announced.add(episode)
+                await self.c.recorder.post(self._node_ref(node), reason, found.message, EventType.WARNING)
 
     def _node_ref(self, node: str) -> ObjectRef:
         return ObjectRef("v1", "Node", node, uid=self.c.cluster.node_uids.get(node))
@@ -159,6 +201,8 @@ class NodeRepairs:
                 }
             )
             return IntentDraft(intent_name(f"{step.node}-sysctls", step.node, now.isoformat()), spec)
+        if step.kind is ActionKind.RAISE_CONNTRACK_MAX:
+            return self._raise_conntrack_draft(policy, step)
         service_ref = step.finding.service
         if service_ref is None or step.finding.backend is None:
             return None
@@ -178,6 +222,31 @@ class NodeRepairs:
             reason=f"on node {step.node}: {step.finding.message}",
             ttl=self.c.settings.intent_ttl,
         )
+
+    def _raise_conntrack_draft(self, policy: ProxyHealthPolicy, step: Step) -> IntentDraft | None:
+        """One step up, by the policy's percentage, never beyond its ceiling."""
+        action = policy.spec.actions.raise_conntrack_max
+        status = self.c.cluster.healths.get(step.node)
+        if status is None or status.conntrack is None or action.ceiling is None:
+            return None
+        current = status.conntrack.max
+        target = min(action.ceiling, max(1024, current + max(1, current * action.step_percent // 100)))
+        if target <= current:
+            return None  # at the ceiling: the ConntrackPressure Event is all there is to do
+        now = self.c.now()
+        spec = RemediationIntentSpec.model_validate(
+            {
+                "policyName": policy.metadata.name,
+                "action": IntentAction.RAISE_CONNTRACK_MAX,
+                "reason": step.finding.message,
+                "nodeNames": [step.node],
+                "dryRun": policy.spec.guardrails.dry_run,
+                "decidedAt": now,
+                "expiresAt": now + self.c.settings.intent_ttl,
+                "parameters": {"conntrackMax": target},
+            }
+        )
+        return IntentDraft(intent_name(f"{step.node}-conntrack", step.node, now.isoformat()), spec)
 
     async def _restart(
         self, policy: ProxyHealthPolicy, entry: PolicyEntry, step: Step, view: ClusterView

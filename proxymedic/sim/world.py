@@ -47,6 +47,7 @@ class NodeSpec:
     expire_nodest_conn: int = 1
     """kube-proxy sets both expire sysctls to 1 at start; a node where something reset one drifts."""
     expire_quiescent_template: int = 1
+    conntrack_max: int = 262144
     note: str = "healthy"
 
 
@@ -184,6 +185,7 @@ class World:
                 kernel_version=spec.kernel,
                 expire_nodest_conn=spec.expire_nodest_conn,
                 expire_quiescent_template=spec.expire_quiescent_template,
+                conntrack_max=spec.conntrack_max,
             ),
             alive=[ipaddress.ip_address(ip) for ip in self.settings.backends],
         )
