@@ -101,6 +101,9 @@ class NodeAgent:
 
     async def on_intent(self, raw: Mapping[str, Any]) -> IntentResult | None:
         """Apply an intent if it is for this node; the result, or None when there was nothing to do."""
+        meta = raw.get("metadata") or {}
+        if isinstance(meta, Mapping) and (meta.get("uid") or meta.get("name")) in self._results:
+            return None  # applied already: every status update of the intent comes by, skip parsing it
         intent = self._parse(raw)
         if intent is None or not self.wants(intent):
             return None

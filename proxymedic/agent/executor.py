@@ -7,6 +7,7 @@ the second time finds nothing to do and reports AlreadyClean.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from dataclasses import dataclass, field
@@ -51,6 +52,10 @@ class Work:
         return text if len(text) <= 1024 else text[:1023] + "…"
 
 
+_ip = functools.lru_cache(maxsize=4096)(ipaddress.ip_address)
+"""Addresses are immutable: parse each of an intent's few addresses once, not once per intent."""
+
+
 @dataclass(frozen=True)
 class _Target:
     service: ServiceKey
@@ -62,7 +67,7 @@ def _service_keys(intent: RemediationIntent) -> list[tuple[ServiceKey, int]]:
     if service is None:
         return []
     return [
-        (ServiceKey(L4Protocol(str(port.protocol)), ipaddress.ip_address(vip), port.port), port.target_port)
+        (ServiceKey(L4Protocol(str(port.protocol)), _ip(vip), port.port), port.target_port)
         for vip in service.cluster_ips
         for port in service.ports
     ]
@@ -77,8 +82,8 @@ async def _connection_counts(dp: NodeDataplane) -> dict[tuple[ServiceKey, Endpoi
 async def _flush_backends(intent: RemediationIntent, dp: NodeDataplane, work: Work) -> None:
     spec = intent.spec
     steps = set(spec.steps)
-    live = {ipaddress.ip_address(ip) for ip in spec.live_backends}
-    dead = [ipaddress.ip_address(ip) for ip in spec.dead_backends]
+    live = {_ip(ip) for ip in spec.live_backends}
+    dead = [_ip(ip) for ip in spec.dead_backends]
     if live & set(dead):
         work.refusals.append("refused: the intent lists a backend as both dead and live")
         return

@@ -6,6 +6,7 @@ the API server and the models reject the same input with the same words.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import zoneinfo
@@ -129,7 +130,9 @@ class DurationBounds:
 # --- IP addresses, ports, names. ---
 
 
+@functools.lru_cache(maxsize=4096)
 def _canonical_ip(value: str) -> str:
+    # Cached: every agent parses every intent, and the same few addresses recur in each.
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:

@@ -83,6 +83,10 @@ def register(
         settings.watching.client_timeout = options.watch_client_timeout
         settings.watching.connect_timeout = 10
         settings.posting.enabled = False  # ProxyMedic posts its own Events, one per decision
+        # Kopf keeps a worker (a task and a queue) per object for idle_timeout after its last event;
+        # with tens of thousands of Services and EndpointSlices listed at start, 5 s of idle workers
+        # held most of the operator's memory. The handlers store nothing, so a short idle is harmless.
+        settings.queueing.idle_timeout = 0.5
         settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

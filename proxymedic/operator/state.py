@@ -161,6 +161,15 @@ class Cluster:
             if now - status.observed_at < AGENT_SILENT_AFTER and selector.matches(self.nodes.get(node, {}))
         )
 
+    def node_selected(self, policy: ProxyHealthPolicy, node: str, now: datetime) -> bool:
+        """Whether ``selected_nodes`` includes this node, without judging every other node."""
+        status = self.healths.get(node)
+        return (
+            status is not None
+            and now - status.observed_at < AGENT_SILENT_AFTER
+            and policy.spec.nodes.label_selector.matches(self.nodes.get(node, {}))
+        )
+
     def selected_vips(self, policy: ProxyHealthPolicy) -> dict[VipKey, SelectedVip]:
         """(VIP, port, protocol) → Service and live backends, for every Service the policy governs."""
         result: dict[VipKey, SelectedVip] = {}

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures: cluster scale (``python -m bench``), the kernel flush, the parser."""

@@ -1,0 +1,393 @@
+"""Memory and CPU of the real processes: ``proxymedic operator`` with many Services and endpoints
+under churn, and ``proxymedic agent`` idle (its kernel adapters, and its code path on the
+modelled dataplane).
+
+Each process runs against the API emulator, which lives in this (the benchmark's) process.
+RSS comes from /proc/PID/status (VmRSS), CPU from /proc/PID/stat (utime + stime).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from proxymedic.api.crd import KINDS, build_crd
+from proxymedic.emulator.connection import write_kubeconfig
+from proxymedic.emulator.runner import serve
+from proxymedic.emulator.server import KubernetesApiEmulator
+from proxymedic.kube.client import Connection, KubeClient
+from proxymedic.kube.resources import ENDPOINT_SLICES, NODE_HEALTHS
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+@dataclass
+class Sample:
+    at: float
+    rss_mb: float
+    cpu_s: float
+
+
+class Sampler:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[Sample] = []
+
+    def take(self) -> Sample:
+        sample = Sample(time.monotonic(), rss_mb(self.pid), cpu_seconds(self.pid))
+        self.samples.append(sample)
+        return sample
+
+    async def run(self, seconds: float, every: float = 1.0) -> list[Sample]:
+        taken = [self.take()]
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            await asyncio.sleep(every)
+            taken.append(self.take())
+        return taken
+
+
+def cpu_percent(samples: list[Sample]) -> float:
+    if len(samples) < 2:
+        return float("nan")
+    return 100 * (samples[-1].cpu_s - samples[0].cpu_s) / (samples[-1].at - samples[0].at)
+
+
+def _ip(i: int) -> str:
+    return f"10.{32 + i // 65536}.{(i // 256) % 256}.{i % 256}"
+
+
+def _service(i: int, udp: bool) -> dict[str, Any]:
+    labels = {"app": f"app-{i}"}
+    if udp:
+        labels["bench.proxymedic.io/dns-like"] = "true"
+    vip = f"10.96.{i // 250}.{i % 250 + 2}"
+    return {
+        "metadata": {"name": f"svc-{i:05d}", "namespace": f"ns-{i % 100:03d}", "labels": labels},
+        "spec": {
+            "clusterIP": vip,
+            "clusterIPs": [vip],
+            "ports": [{"name": "p", "protocol": "UDP" if udp else "TCP", "port": 53 if udp else 80}],
+        },
+    }
+
+
+def _slice(i: int, udp: bool, ips: list[str]) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": f"svc-{i:05d}-abcde",
+            "namespace": f"ns-{i % 100:03d}",
+            "labels": {"kubernetes.io/service-name": f"svc-{i:05d}"},
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": [ip], "conditions": {"ready": True, "serving": True, "terminating": False}}
+            for ip in ips
+        ],
+        "ports": [{"name": "p", "protocol": "UDP" if udp else "TCP", "port": 53 if udp else 80}],
+    }
+
+
+def _health(node: str, now: datetime) -> dict[str, Any]:
+    stamp = now.isoformat().replace("+00:00", "Z")
+    return {
+        "metadata": {"name": node},
+        "spec": {"nodeName": node},
+        "status": {
+            "observedAt": stamp,
+            "agentVersion": "bench",
+            "proxyMode": "ipvs",
+            "kubeProxy": {"freshness": "Fresh", "healthz": "Healthy"},
+            "virtualServers": [],
+        },
+    }
+
+
+def _spawn(args: list[str], log: Path, module: str = "proxymedic.cli.main") -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+async def operator_footprint(
+    services: int = 10_000,
+    endpoints_per_service: int = 10,
+    udp_share: float = 0.1,
+    nodes: int = 1_000,
+    churn_per_second: float = 20.0,
+    idle_seconds: float = 20.0,
+    churn_seconds: float = 60.0,
+) -> dict[str, Any]:
+    """The operator's RSS and CPU: after its initial sync (idle), and while EndpointSlices churn."""
+    workdir = Path(tempfile.mkdtemp(prefix="proxymedic-bench-"))
+    rng = random.Random(7)
+    emulator = KubernetesApiEmulator(keep_requests=False, history_size=20_000)
+    async with serve(emulator):
+        for info in KINDS:
+            emulator.register_crd(build_crd(info))
+        store, spec = emulator.store, emulator.spec
+        udp = [i < services * udp_share for i in range(services)]
+        pod = 0
+        ips: dict[int, list[str]] = {}
+        for i in range(services):
+            store.create(spec("v1", "services"), f"ns-{i % 100:03d}", _service(i, udp[i]))
+            ips[i] = [_ip(pod + k) for k in range(endpoints_per_service)]
+            pod += endpoints_per_service
+            store.create(
+                spec("discovery.k8s.io/v1", "endpointslices"), f"ns-{i % 100:03d}", _slice(i, udp[i], ips[i])
+            )
+        now = datetime.now(UTC)
+        for n in range(nodes):
+            name = f"node-{n:05d}"
+            store.create(spec("v1", "nodes"), None, {"metadata": {"name": name}})
+            store.create(spec("proxymedic.io/v1alpha1", "nodeproxyhealths"), None, _health(name, now))
+        policy = {
+            "services": {"labelSelector": {"matchLabels": {"bench.proxymedic.io/dns-like": "true"}}},
+            "actions": {
+                "flushStaleConnections": {"enabled": True},
+                "removeStaleRealServers": {"enabled": True},
+            },
+        }
+        store.create(
+            spec("proxymedic.io/v1alpha1", "proxyhealthpolicies"),
+            None,
+            {"metadata": {"name": "dns-like"}, "spec": policy},
+        )
+        url = str(emulator.url).rstrip("/")
+        kubeconfig = write_kubeconfig(url, workdir / "kubeconfig")
+        process = _spawn(
+            [
+                "operator",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--standalone",
+                "--metrics-port",
+                "0",
+                "--liveness-endpoint",
+                "",
+            ],
+            workdir / "operator.log",
+        )
+        sampler = Sampler(process.pid)
+        started = time.monotonic()
+        try:
+            # The initial sync: wait until the policy's status shows the operator has seen it all.
+            async with KubeClient(Connection(server=url, ssl_context=False)) as client:
+                async with asyncio.timeout(300):
+                    while True:
+                        sampler.take()
+                        policy_obj = store.get(
+                            spec("proxymedic.io/v1alpha1", "proxyhealthpolicies"), None, "dns-like"
+                        )
+                        if (policy_obj.get("status") or {}).get("conditions"):
+                            break
+                        await asyncio.sleep(0.5)
+                # Let Kopf finish processing the initial listing of every watched kind: until the
+                # process uses less than a fifth of a core over 3 s (or 5 minutes have passed).
+                window = [sampler.take()]
+                while time.monotonic() - started < 300:
+                    await asyncio.sleep(1)
+                    window = [*window[-2:], sampler.take()]
+                    if len(window) == 3 and cpu_percent(window) < 20:
+                        break
+                synced_after = time.monotonic() - started
+                idle = await sampler.run(idle_seconds)
+                churn_task = asyncio.create_task(_churn(client, rng, ips, udp, churn_per_second, pod))
+                heartbeat_task = asyncio.create_task(_heartbeats(client, nodes))
+                churn = await sampler.run(churn_seconds)
+                churn_task.cancel()
+                heartbeat_task.cancel()
+                changes = 0
+                for task in (churn_task, heartbeat_task):
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                changes = _churn_count[0]
+                intents = len(store.select(spec("proxymedic.io/v1alpha1", "remediationintents"), _all()))
+        finally:
+            _stop(process)
+    return {
+        "services": services,
+        "endpoints": services * endpoints_per_service,
+        "udp_services_selected": sum(udp),
+        "nodes": nodes,
+        "synced_after": synced_after,
+        "idle_rss_mb": idle[-1].rss_mb,
+        "idle_cpu_percent": cpu_percent(idle),
+        "churn_per_second": churn_per_second,
+        "churn_changes": changes,
+        "churn_seconds": churn_seconds,
+        "churn_rss_mb_peak": max(s.rss_mb for s in churn),
+        "churn_rss_mb_end": churn[-1].rss_mb,
+        "churn_cpu_percent": cpu_percent(churn),
+        "intents_created": intents,
+        "rss_series": [(s.at - started, s.rss_mb) for s in sampler.samples],
+    }
+
+
+_churn_count = [0]
+
+
+def _all() -> Any:
+    from proxymedic.emulator.selectors import Selection
+
+    return Selection(namespace=None)
+
+
+async def _churn(
+    client: KubeClient,
+    rng: random.Random,
+    ips: dict[int, list[str]],
+    udp: list[bool],
+    rate: float,
+    next_pod: int,
+) -> None:
+    """Replace one endpoint of a random Service at ``rate`` per second (a pod replaced)."""
+    _churn_count[0] = 0
+    interval = 1.0 / rate
+    while True:
+        i = rng.randrange(len(ips))
+        k = rng.randrange(len(ips[i]))
+        ips[i][k] = _ip(next_pod)
+        next_pod += 1
+        body = _slice(i, udp[i], ips[i])
+        await client.patch(
+            ENDPOINT_SLICES,
+            body["metadata"]["name"],
+            {"endpoints": body["endpoints"]},
+            body["metadata"]["namespace"],
+        )
+        _churn_count[0] += 1
+        await asyncio.sleep(interval)
+
+
+async def _heartbeats(client: KubeClient, nodes: int) -> None:
+    """The nodes' agents keep reporting (a heartbeat every 300 s per node)."""
+    n = 0
+    while True:
+        await asyncio.sleep(300 / nodes)
+        name = f"node-{n % nodes:05d}"
+        now = datetime.now(UTC)
+        await client.patch(NODE_HEALTHS, name, {"status": _health(name, now)["status"]}, subresource="status")
+        n += 1
+
+
+async def agent_footprint(seconds: float = 30.0) -> dict[str, Any]:
+    """``proxymedic agent`` on this machine's kernel, and the agent's code on the modelled dataplane."""
+    workdir = Path(tempfile.mkdtemp(prefix="proxymedic-bench-"))
+    emulator = KubernetesApiEmulator(keep_requests=False)
+    results: dict[str, Any] = {}
+    async with serve(emulator):
+        for info in KINDS:
+            emulator.register_crd(build_crd(info))
+        emulator.store.create(emulator.spec("v1", "nodes"), None, {"metadata": {"name": "node-1"}})
+        url = str(emulator.url).rstrip("/")
+        kubeconfig = write_kubeconfig(url, workdir / "kubeconfig")
+        runs = {
+            "kernel": [
+                "agent",
+                "--node-name",
+                "node-1",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--metrics-port",
+                "0",
+            ],
+        }
+        for label, args in runs.items():
+            process = _spawn(args, workdir / f"agent-{label}.log")
+            sampler = Sampler(process.pid)
+            try:
+                await asyncio.sleep(8)  # start-up: imports, first sensing round, first report
+                samples = await sampler.run(seconds)
+            finally:
+                _stop(process)
+            health = emulator.store.get(
+                emulator.spec("proxymedic.io/v1alpha1", "nodeproxyhealths"), None, "node-1"
+            )
+            problems = (health.get("status") or {}).get("problems") or []
+            results[label] = {
+                "rss_mb": max(s.rss_mb for s in samples),
+                "idle_cpu_percent": cpu_percent(samples),
+                "seconds": seconds,
+                "problems": problems,
+            }
+        process = _spawn(
+            ["--kubeconfig", str(kubeconfig), "--node-name", "node-2"],
+            workdir / "agent-model.log",
+            module="bench.agent_process",
+        )
+        sampler = Sampler(process.pid)
+        try:
+            await asyncio.sleep(8)
+            samples = await sampler.run(seconds)
+        finally:
+            _stop(process)
+        results["modelled"] = {
+            "rss_mb": max(s.rss_mb for s in samples),
+            "idle_cpu_percent": cpu_percent(samples),
+            "seconds": seconds,
+        }
+    results["kubernetes_client_mb"] = await _kubernetes_client_share()
+    return results
+
+
+_SHARE = """
+import proxymedic.cli.main, proxymedic.agent.runner, proxymedic.agent.node, proxymedic.kube.config
+from proxymedic.agent.node import kernel_dataplane
+kernel_dataplane()
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+before = rss()
+import kubernetes.client, kubernetes.config
+print(rss() - before)
+"""
+
+
+async def _kubernetes_client_share() -> float:
+    """What importing the kubernetes client adds to the agent's memory: only a kubeconfig needs it
+    (``proxymedic agent --kubeconfig``); in a pod the service account is read without it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _SHARE, stdout=asyncio.subprocess.PIPE
+    )
+    output, _ = await process.communicate()
+    return float(output.decode().strip())
+
+
+__all__ = ["agent_footprint", "operator_footprint", "timedelta"]

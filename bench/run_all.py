@@ -1,0 +1,315 @@
+"""Re-run every cluster-scale benchmark, print the figures, write docs/benchmarks/results.json, the
+PNG plots and docs/benchmarks.md.
+
+    .venv/bin/python -m bench            # the full run (~15 minutes on 2 cores)
+    .venv/bin/python -m bench --quick    # small scales, a few minutes; writes under /tmp unless --out
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import platform
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.cluster import POLICY, ClusterSettings, NodeKind
+from bench.footprint import agent_footprint, operator_footprint
+from bench.rollout import STATUS_WRITE, Timing, run
+from proxymedic.sim.kubeproxy import Stall
+
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCTION_HEARTBEAT = 300.0
+SENSE_INTERVAL = 10.0
+"""The agent's production sensing interval, used by the scale runs."""
+COMMAND = ".venv/bin/python -m bench"
+
+
+@dataclass(frozen=True)
+class Plan:
+    dns_nodes: int
+    scales: tuple[int, ...]
+    heartbeat: float
+    services: int
+    nodes_for_operator: int
+    churn_seconds: float
+    agent_seconds: float
+
+
+FULL = Plan(
+    dns_nodes=100,
+    scales=(100, 1000, 5000),
+    heartbeat=15.0,
+    services=10_000,
+    nodes_for_operator=1_000,
+    churn_seconds=60.0,
+    agent_seconds=30.0,
+)
+QUICK = Plan(
+    dns_nodes=20,
+    scales=(20, 100),
+    heartbeat=5.0,
+    services=500,
+    nodes_for_operator=50,
+    churn_seconds=5.0,
+    agent_seconds=3.0,
+)
+
+
+def dns_kinds(nodes: int) -> list[NodeKind]:
+    """A mixed cluster: most nodes healthy, some with each failure of DESIGN §1."""
+    some = max(1, nodes // 10)
+    few = max(1, nodes // 20)
+    return [
+        NodeKind("healthy", nodes - 2 * some - 2 * few),
+        NodeKind("expire_nodest_conn=0", some, expire_nodest_conn=0),
+        NodeKind("kernel 4.19 (pre-5.9)", some, kernel=(4, 19)),
+        NodeKind("kube-proxy watch dead", few, stall=Stall.DEAD_WATCH),
+        NodeKind("kube-proxy sync hung", few, stall=Stall.HUNG),
+    ]
+
+
+def dns_settings(nodes: int, with_proxymedic: bool) -> ClusterSettings:
+    """Short timings, as the demo uses, so that a run lasts seconds (stated in the doc)."""
+    return ClusterSettings(
+        kinds=dns_kinds(nodes),
+        with_proxymedic=with_proxymedic,
+        clients_per_node=2,
+        query_interval=0.1,
+        sync_period=3.0,
+        sense_interval=0.5,
+        heartbeat=60.0,
+        min_write_interval=0.05,
+        stale_after=3.0,
+        settle=1.0,
+        housekeeping="500ms",
+        policy=POLICY,
+    )
+
+
+def scale_settings(nodes: int, heartbeat: float) -> ClusterSettings:
+    """Production settings of the agent (10 s sensing, 1 s write coalescing) and the policy's
+    default guardrails; only the heartbeat is shortened (the figure is scaled to 300 s)."""
+    policy = {key: value for key, value in POLICY.items() if key != "guardrails"}
+    return ClusterSettings(
+        kinds=[NodeKind("healthy", nodes)],
+        with_proxymedic=True,
+        clients_per_node=1,
+        query_interval=0.5,
+        heartbeat=heartbeat,
+        housekeeping="5s",
+        policy=policy,
+    )
+
+
+def effective_heartbeat(heartbeat: float) -> float:
+    """The heartbeat is checked once per sensing round: a write falls due on the first round at
+    least ``heartbeat`` after the last one (300 s is a multiple of the 10 s rounds)."""
+    return math.ceil(heartbeat / SENSE_INTERVAL) * SENSE_INTERVAL
+
+
+def steady_rate(result: dict[str, Any], heartbeat: float) -> dict[str, float]:
+    steady = result["steady_writes"]
+    seconds = steady["seconds"]
+    status = steady["by_kind"].get(STATUS_WRITE, 0)
+    other = steady["writes"] - status
+    period = effective_heartbeat(heartbeat)
+    return {
+        "measured_per_s": steady["writes"] / seconds,
+        "status_per_s": status / seconds,
+        "other_per_s": other / seconds,
+        "status_per_node_period": status / result["nodes"] / (seconds / period),
+        "scaled_per_s": status / seconds * period / PRODUCTION_HEARTBEAT + other / seconds,
+        "heartbeat": heartbeat,
+        "period": period,
+        "window": seconds,
+    }
+
+
+async def dns_benchmarks(plan: Plan, log: list[str]) -> list[dict[str, Any]]:
+    results = []
+    for lameduck, mode in ((2.0, "graceful (2 s lameduck)"), (0.0, "killed outright")):
+        for with_pm in (False, True):
+            timing = Timing(warm_up=3.0, surge_wait=1.0, lameduck=lameduck, settle=10.0)
+            label = f"{mode}, {'with' if with_pm else 'without'} ProxyMedic"
+            say(log, f"DNS scenario: {plan.dns_nodes} nodes, {label} ...")
+            result = await run(dns_settings(plan.dns_nodes, with_pm), timing, label)
+            result["mode"] = mode
+            results.append(result)
+            for kind, stats in result["dns"].items():
+                bound = stats["bound"]
+                bound_text = (
+                    "-" if bound == 0.0 else ("never (unbounded)" if bound is None else f"{bound:.0f}s")
+                )
+                say(
+                    log,
+                    f"  {kind:28s} nodes={stats['nodes']:4d} failed={stats['failed']:6d}/{stats['sent']:7d} "
+                    f"longest={stats['longest_failure']:5.1f}s "
+                    f"max/client={stats['max_failed_per_client']:4d} "
+                    f"failing at end={stats['failing_at_end']:3d} bound={bound_text}",
+                )
+            say(log, f"  run lasted {result['rollout_seconds']:.1f}s from the rollout's start")
+    return results
+
+
+async def scale_benchmarks(plan: Plan, log: list[str]) -> list[dict[str, Any]]:
+    results = []
+    for nodes in plan.scales:
+        window = 2 * effective_heartbeat(plan.heartbeat)
+        say(log, f"Rollout at {nodes} nodes (steady window {window:g}s, heartbeat {plan.heartbeat:g}s) ...")
+        timing = Timing(warm_up=3.0, steady=window, surge_wait=1.0, lameduck=2.0, settle=8.0)
+        result = await run(
+            scale_settings(nodes, plan.heartbeat), timing, f"{nodes} nodes", PRODUCTION_HEARTBEAT
+        )
+        result["steady"] = steady_rate(result, plan.heartbeat)
+        rollout = result["rollout_writes"]
+        result["rollout_rate"] = rollout["writes"] / rollout["seconds"]
+        result["status_writes_per_node"] = rollout["by_kind"].get(STATUS_WRITE, 0) / nodes
+        results.append(result)
+        lat = result["latency"]
+        say(
+            log,
+            f"  repair latency over {lat['count']} node results: p50 {ms(lat['p50'])}, p99 {ms(lat['p99'])}, "
+            f"max {ms(lat['max'])}; intent seen by the agents "
+            + ", ".join(f"{ip} +{ms(v)}" for ip, v in lat["intent_seen_after"].items())
+            + f"; agents ready after {result['ready_after']:.0f}s",
+        )
+        steady = result["steady"]
+        say(
+            log,
+            f"  API writes steady: {steady['measured_per_s']:.1f}/s measured at heartbeat "
+            f"{plan.heartbeat:g}s "
+            f"(every {steady['period']:g}s; {steady['status_per_s']:.1f}/s status, "
+            f"{steady['status_per_node_period']:.2f} per node per period, {steady['other_per_s']:.2f}/s "
+            f"other) -> "
+            f"{steady['scaled_per_s']:.1f}/s at the 300 s heartbeat; rollout: "
+            f"{result['rollout_rate']:.1f}/s over "
+            f"{rollout['seconds']:.0f}s, {result['status_writes_per_node']:.2f} status writes per node; "
+            f"{dict(list(rollout['by_kind'].items())[:6])}",
+        )
+    return results
+
+
+async def footprint_benchmarks(plan: Plan, log: list[str]) -> dict[str, Any]:
+    say(log, f"Operator footprint: {plan.services} Services, {plan.services * 10} endpoints, churn ...")
+    operator = await operator_footprint(
+        services=plan.services,
+        nodes=plan.nodes_for_operator,
+        churn_seconds=plan.churn_seconds,
+        idle_seconds=min(20.0, plan.churn_seconds),
+    )
+    say(
+        log,
+        f"  synced after {operator['synced_after']:.0f}s; idle RSS {operator['idle_rss_mb']:.0f} MB, "
+        f"CPU {operator['idle_cpu_percent']:.1f}%; churn {operator['churn_changes']} slice changes in "
+        f"{operator['churn_seconds']:.0f}s: peak RSS {operator['churn_rss_mb_peak']:.0f} MB, "
+        f"CPU {operator['churn_cpu_percent']:.1f}%; {operator['intents_created']} intents open at the end",
+    )
+    say(log, "Agent footprint ...")
+    agent = await agent_footprint(plan.agent_seconds)
+    share = agent.pop("kubernetes_client_mb")
+    for label, data in agent.items():
+        say(
+            log,
+            f"  agent ({label}): RSS {data['rss_mb']:.0f} MB, idle CPU {data['idle_cpu_percent']:.2f}% "
+            f"over {data['seconds']:.0f}s"
+            + (f"; problems: {data['problems']}" if data.get("problems") else ""),
+        )
+    say(
+        log,
+        f"  the kubernetes client (imported for --kubeconfig only, not in a pod) adds {share:.1f} MB: "
+        f"in a pod the kernel agent would use about {agent['kernel']['rss_mb'] - share:.0f} MB",
+    )
+    return {"operator": operator, "agent": agent, "kubernetes_client_mb": share}
+
+
+def say(log: list[str], line: str) -> None:
+    print(line, flush=True)
+    log.append(line)
+
+
+def ms(seconds: float) -> str:
+    return "n/a" if math.isnan(seconds) else f"{seconds * 1000:.0f} ms"
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    memory = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory = int(line.split()[1]) // 1024
+    import os
+
+    return {
+        "cores": os.cpu_count(),
+        "memory_mib": memory,
+        "cpu": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+SECTIONS = ("dns", "scale", "footprint")
+
+
+async def main_async(plan: Plan, only: set[str], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """Run the sections asked for; with a subset, keep the other sections of the previous results."""
+    results: dict[str, Any] = dict(previous or {})
+    results.update(machine=machine(), plan=plan.__dict__)
+    logs: dict[str, list[str]] = dict(results.get("logs") or {})
+    seconds: dict[str, float] = dict(results.get("section_seconds") or {})
+    benches: dict[str, Callable[[Plan, list[str]], Awaitable[Any]]] = {
+        "dns": dns_benchmarks,
+        "scale": scale_benchmarks,
+        "footprint": footprint_benchmarks,
+    }
+    for section, bench in benches.items():
+        if section not in only:
+            continue
+        log: list[str] = []
+        started = time.monotonic()
+        results[section] = await bench(plan, log)
+        seconds[section] = time.monotonic() - started
+        logs[section] = log
+    results["logs"], results["section_seconds"] = logs, seconds
+    results["log"] = [line for section in SECTIONS for line in logs.get(section, [])]
+    results["seconds"] = sum(seconds.values())
+    print(f"All benchmarks took {results['seconds'] / 60:.1f} minutes.")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small scales: a few minutes")
+    parser.add_argument("--out", type=Path, help="where to write results, plots and the doc")
+    parser.add_argument(
+        "--only", default="dns,scale,footprint", help="comma-separated subset of dns,scale,footprint"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    plan = QUICK if args.quick else FULL
+    out: Path = args.out or (Path("/tmp/proxymedic-bench-quick") if args.quick else ROOT / "docs")
+    only = set(args.only.split(","))
+    previous_file = out / "benchmarks" / "results.json"
+    previous = None
+    if only != set(SECTIONS) and previous_file.exists():
+        previous = json.loads(previous_file.read_text())
+    results = asyncio.run(main_async(plan, only, previous))
+    results["command"] = COMMAND + (" --quick" if args.quick else "")
+    from bench.report import write_all
+
+    write_all(results, out)
+    print(f"Results, plots and the report written under {out}")
+    return 0

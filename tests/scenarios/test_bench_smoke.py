@@ -1,0 +1,38 @@
+"""The cluster-scale benchmarks at a tiny scale, so that their code cannot rot (not a benchmark)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.cluster import ClusterSettings, NodeKind
+from bench.report import write_all
+from bench.rollout import Timing, run
+from bench.run_all import machine, steady_rate
+
+pytestmark = [pytest.mark.emulator, pytest.mark.timeout(60)]
+
+
+async def test_a_tiny_rollout_runs_and_reports(tmp_path: Path) -> None:
+    settings = ClusterSettings(
+        kinds=[NodeKind("healthy", 2)],
+        sense_interval=0.5,
+        heartbeat=1.0,
+        min_write_interval=0.05,
+        housekeeping="500ms",
+        query_interval=0.1,
+    )
+    result = await run(settings, Timing(warm_up=0.5, steady=1.0, surge_wait=0.3, lameduck=0.5, settle=0.5))
+    assert result["latency"]["count"] == 4  # 2 nodes x 2 pods replaced
+    assert result["dns"]["healthy"]["failed"] == 0
+    assert result["rollout_writes"]["writes"] > 0
+    result["steady"] = steady_rate(result, 1.0)
+    result["rollout_rate"] = 1.0
+    result["status_writes_per_node"] = 1.0
+    write_all(
+        {"machine": machine(), "plan": {}, "log": ["x"], "seconds": 1.0, "command": "c", "scale": [result]},
+        tmp_path,
+    )
+    assert (tmp_path / "benchmarks" / "repair_latency.png").stat().st_size > 0
+    assert "Repair latency" in (tmp_path / "benchmarks.md").read_text()
