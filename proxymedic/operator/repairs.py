@@ -35,6 +35,8 @@ class NodeRepairs:
         self._announced: set[tuple[str, str]] = set()
         self._judged: dict[str, tuple[ProxyHealthPolicy, dict[str, list[DriftFinding]]]] = {}
         """Policy name → (the policy judged with, node → its findings when last judged)."""
+        self._stale: dict[str, set[str]] = {}
+        """Policy name → nodes that look stale, kept by node between sweeps (the anomaly breaker's count)."""
 
     def _findings(
         self, policy: ProxyHealthPolicy, node: str, selected: Mapping[VipKey, SelectedVip]
@@ -105,7 +107,14 @@ class NodeRepairs:
                 findings.pop(only, None)
             nodes = list(findings)
         self._judged[name] = (policy, findings)
-        stale = entry.ladder.restart_candidates(findings, now)
+        if only is None or name not in self._stale:
+            self._stale[name] = set(entry.ladder.restart_candidates(findings, now))
+        else:
+            # One node changed: only its standing can have changed since the last count.
+            self._stale[name].discard(only)
+            if only in findings:
+                self._stale[name] |= entry.ladder.restart_candidates({only: findings[only]}, now)
+        stale = frozenset(self._stale[name])
         view = ClusterView(len(nodes), stale, frozenset(self.c.cluster.restarts))
         await self._breaker(policy, entry, view)
         for node in [only] if only is not None else nodes:

@@ -68,12 +68,16 @@ class Cluster:
     healths: dict[str, NodeProxyHealthStatus] = field(default_factory=dict)
     intents: dict[str, IntentTracking] = field(default_factory=dict)
     restarts: dict[str, datetime] = field(default_factory=dict)
+    _revision: int = 0
+    """Bumped by every change of a policy, Service or EndpointSlice."""
+    _vips: dict[str, tuple[int, ProxyHealthPolicy, dict[VipKey, SelectedVip]]] = field(default_factory=dict)
     """Nodes whose kube-proxy pod was deleted, and when: restarts in progress."""
 
     # --- feeding -----------------------------------------------------------------------
 
     def set_policy(self, name: str, raw: Mapping[str, Any] | None) -> PolicyEntry | None:
         """Store a policy, or the reasons it is invalid; None when it was deleted."""
+        self._revision += 1
         if raw is None:
             self.policies.pop(name, None)
             return None
@@ -93,6 +97,7 @@ class Cluster:
         return entry
 
     def set_service(self, raw: Mapping[str, Any], deleted: bool) -> ServiceRef | None:
+        self._revision += 1
         info = parse_service(raw)
         meta = raw.get("metadata") or {}
         ref = ServiceRef(str(meta.get("namespace", "")), str(meta.get("name", "")))
@@ -103,6 +108,7 @@ class Cluster:
         return ref
 
     def set_slice(self, raw: Mapping[str, Any], deleted: bool) -> ServiceRef | None:
+        self._revision += 1
         parsed = parse_slice(raw)
         if parsed is None:
             return None
@@ -171,7 +177,19 @@ class Cluster:
         )
 
     def selected_vips(self, policy: ProxyHealthPolicy) -> dict[VipKey, SelectedVip]:
-        """(VIP, port, protocol) → Service and live backends, for every Service the policy governs."""
+        """(VIP, port, protocol) → Service and live backends, for every Service the policy governs.
+
+        Cached until a Service, an EndpointSlice or a policy changes: every node report needs it,
+        and building it walks every Service.
+        """
+        cached = self._vips.get(policy.metadata.name)
+        if cached is not None and cached[0] == self._revision and cached[1] is policy:
+            return cached[2]
+        result = self._selected_vips(policy)
+        self._vips[policy.metadata.name] = (self._revision, policy, result)
+        return result
+
+    def _selected_vips(self, policy: ProxyHealthPolicy) -> dict[VipKey, SelectedVip]:
         result: dict[VipKey, SelectedVip] = {}
         protocols = {str(protocol) for protocol in policy.spec.services.protocols}
         for service in self.selected_services(policy):
