@@ -523,6 +523,15 @@ def _changes(results: dict[str, Any]) -> str:
             "RSS includes the client's share (measured above)",
             "a pod's agent does not import it",
         ),
+        (
+            "Each NodeProxyHealth report still recomputed the selected Services' VIPs (a walk over every "
+            "Service) and the anomaly breaker's count over every node. The VIPs are now cached until a "
+            "Service, an EndpointSlice or a policy changes, and the stale-node count is kept per node "
+            "between sweeps (`operator/state.py`, `operator/repairs.py`).",
+            "5,000 nodes: p50 15,803 ms, p99 16,349 ms, max 16,360 ms; 1,000 nodes: p99 612 ms (the "
+            "previous full run)",
+            "this run",
+        ),
     ]
     lines = [
         "## Changes made for performance\n",
