@@ -124,7 +124,8 @@ class NodeRepairs:
             entry.ladder.observe(node, findings[node], now)
             for step in entry.ladder.steps(node, findings[node], now):
                 await self._run(policy, entry, step, view)
-        await self.udp_timeouts(policy, entry, nodes)
+        if only is None:  # on sweeps only: nodes that report together then share one intent
+            await self.udp_timeouts(policy, entry, nodes)
 
     async def _breaker(self, policy: ProxyHealthPolicy, entry: PolicyEntry, view: ClusterView) -> None:
         tripped = anomaly_tripped(policy, view)
@@ -197,19 +198,14 @@ class NodeRepairs:
                 wanted[names.EXPIRE_QUIESCENT_TEMPLATE] = 1
             if not wanted:
                 return None
-            spec = RemediationIntentSpec.model_validate(
-                {
-                    "policyName": policy.metadata.name,
-                    "action": IntentAction.ENFORCE_SYSCTLS,
-                    "reason": step.finding.message,
-                    "nodeNames": [step.node],
-                    "dryRun": policy.spec.guardrails.dry_run,
-                    "decidedAt": now,
-                    "expiresAt": now + self.c.settings.intent_ttl,
-                    "parameters": {"sysctls": wanted},
-                }
+            return self._node_draft(
+                policy,
+                IntentAction.ENFORCE_SYSCTLS,
+                f"{step.node}-sysctls",
+                step.finding.message,
+                [step.node],
+                {"sysctls": wanted},
             )
-            return IntentDraft(intent_name(f"{step.node}-sysctls", step.node, now.isoformat()), spec)
         if step.kind is ActionKind.RAISE_CONNTRACK_MAX:
             return self._raise_conntrack_draft(policy, step)
         service_ref = step.finding.service
@@ -242,20 +238,39 @@ class NodeRepairs:
         target = min(action.ceiling, max(1024, current + max(1, current * action.step_percent // 100)))
         if target <= current:
             return None  # at the ceiling: the ConntrackPressure Event is all there is to do
+        return self._node_draft(
+            policy,
+            IntentAction.RAISE_CONNTRACK_MAX,
+            f"{step.node}-conntrack",
+            step.finding.message,
+            [step.node],
+            {"conntrackMax": target},
+        )
+
+    def _node_draft(
+        self,
+        policy: ProxyHealthPolicy,
+        action: IntentAction,
+        prefix: str,
+        reason: str,
+        nodes: list[str],
+        parameters: dict[str, object],
+    ) -> IntentDraft:
+        """An intent with parameters for named nodes (sysctls, conntrack max, UDP timeout)."""
         now = self.c.now()
         spec = RemediationIntentSpec.model_validate(
             {
                 "policyName": policy.metadata.name,
-                "action": IntentAction.RAISE_CONNTRACK_MAX,
-                "reason": step.finding.message,
-                "nodeNames": [step.node],
+                "action": action,
+                "reason": reason,
+                "nodeNames": nodes,
                 "dryRun": policy.spec.guardrails.dry_run,
                 "decidedAt": now,
                 "expiresAt": now + self.c.settings.intent_ttl,
-                "parameters": {"conntrackMax": target},
+                "parameters": parameters,
             }
         )
-        return IntentDraft(intent_name(f"{step.node}-conntrack", step.node, now.isoformat()), spec)
+        return IntentDraft(intent_name(prefix, ",".join(nodes), now.isoformat()), spec)
 
     async def _restart(
         self, policy: ProxyHealthPolicy, entry: PolicyEntry, step: Step, view: ClusterView
@@ -350,20 +365,14 @@ class NodeRepairs:
         drifted = [node for node in drifted if node not in open_for]
         if not drifted:
             return
-        now = self.c.now()
-        spec = RemediationIntentSpec.model_validate(
-            {
-                "policyName": policy.metadata.name,
-                "action": IntentAction.SET_IPVS_UDP_TIMEOUT,
-                "reason": f"IPVS UDP timeout differs from {wanted}s on {len(drifted)} nodes",
-                "nodeNames": drifted,
-                "dryRun": policy.spec.guardrails.dry_run,
-                "decidedAt": now,
-                "expiresAt": now + self.c.settings.intent_ttl,
-                "parameters": {"udpTimeoutSeconds": wanted},
-            }
+        draft = self._node_draft(
+            policy,
+            IntentAction.SET_IPVS_UDP_TIMEOUT,
+            "udp-timeout",
+            f"IPVS UDP timeout differs from {wanted}s on {len(drifted)} nodes",
+            drifted,
+            {"udpTimeoutSeconds": wanted},
         )
-        draft = IntentDraft(intent_name("udp-timeout", ",".join(drifted), now.isoformat()), spec)
         subject = ObjectRef(
             "proxymedic.io/v1alpha1", "ProxyHealthPolicy", policy.metadata.name, uid=policy.metadata.uid
         )

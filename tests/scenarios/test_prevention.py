@@ -1,0 +1,20 @@
+"""Prevention: the IPVS UDP timeout is set once on every node where it differs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.scenarios.harness import ALL_ACTIONS, eventually, policy, settled, wait_for_events, world
+
+pytestmark = [pytest.mark.emulator, pytest.mark.timeout(60)]
+
+
+async def test_udp_timeout_is_set_where_it_differs() -> None:
+    actions = {**ALL_ACTIONS, "ipvsUDPTimeout": {"enabled": True, "timeout": "30s"}}
+    async with world(3, spec=policy(actions)) as w:
+        await settled(w)
+        await eventually(lambda: all(node.model.get_timeouts().udp == 30 for node in w.nodes.values()))
+        done = await wait_for_events(w, "UDPTimeoutSet")
+        assert all("from 300s to 30s (new entries only" in event["message"] for event in done)
+        changed = [int(event["message"].split(" of ")[0].rsplit(" ", 1)[-1]) for event in done]
+        assert sum(changed) == 3, "each node changed once, whichever intent it came with"
