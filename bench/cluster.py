@@ -44,9 +44,9 @@ from proxymedic.emulator.runner import serve
 from proxymedic.emulator.server import KubernetesApiEmulator
 from proxymedic.kube.client import Connection, GoneError, KubeClient
 from proxymedic.kube.resources import ENDPOINT_SLICES, INTENTS, PODS, POLICIES
-from proxymedic.sim.kubeproxy import KubeProxySim, Stall, desired_state
+from proxymedic.sim.coredns import DNS_NAMESPACE, DNS_SERVICE, DNS_VIP, SLICE_NAME, DnsPods
+from proxymedic.sim.kubeproxy import KubeProxySim, Stall
 from proxymedic.sim.traffic import DnsClient
-from proxymedic.sim.world import DNS_NAMESPACE, DNS_SERVICE, DNS_VIP
 
 logger = logging.getLogger("bench")
 
@@ -210,7 +210,7 @@ class Cluster:
         self.settings = settings
         self.nodes: dict[str, SimNode] = {}
         self.runners: dict[str, FannedRunner] = {}
-        self.pods: dict[str, str] = dict.fromkeys(OLD_BACKENDS, "ready")
+        self.pods = DnsPods(dict.fromkeys(OLD_BACKENDS, "ready"))
         self.traffic = False
         self.patched_at: dict[str, float] = {}
         """Backend IP → when the EndpointSlice change that took it out of use was sent."""
@@ -331,7 +331,7 @@ class Cluster:
                 },
             },
         )
-        self._store_create("discovery.k8s.io/v1", "endpointslices", DNS_NAMESPACE, self._slice())
+        self._store_create("discovery.k8s.io/v1", "endpointslices", DNS_NAMESPACE, self.pods.endpoint_slice())
         if self.settings.with_proxymedic:
             self._store_create(
                 "proxymedic.io/v1alpha1",
@@ -349,29 +349,6 @@ class Cluster:
                 "labels": {"k8s-app": "kube-proxy"},
             },
             "spec": {"nodeName": node, "containers": [{"name": "kube-proxy", "image": "kube-proxy"}]},
-        }
-
-    def _slice(self) -> dict[str, Any]:
-        endpoints = []
-        for ip, state in self.pods.items():
-            if state == "gone":
-                continue
-            ready = state == "ready"
-            endpoints.append(
-                {"addresses": [ip], "conditions": {"ready": ready, "serving": True, "terminating": not ready}}
-            )
-        return {
-            "metadata": {
-                "name": f"{DNS_SERVICE}-sim",
-                "namespace": DNS_NAMESPACE,
-                "labels": {"kubernetes.io/service-name": DNS_SERVICE},
-            },
-            "addressType": "IPv4",
-            "endpoints": endpoints,
-            "ports": [
-                {"name": "dns", "protocol": "UDP", "port": 53},
-                {"name": "dns-tcp", "protocol": "TCP", "port": 53},
-            ],
         }
 
     # --- the agents ------------------------------------------------------------------------
@@ -465,19 +442,15 @@ class Cluster:
     # --- the cluster's behaviour -------------------------------------------------------------
 
     def in_use(self) -> frozenset[str]:
-        ready = frozenset(ip for ip, state in self.pods.items() if state == "ready")
-        return ready or frozenset(ip for ip, state in self.pods.items() if state == "terminating")
+        return self.pods.in_use()
 
     def desired(self) -> dict[Any, Any]:
-        return desired_state(
-            {(DNS_NAMESPACE, DNS_SERVICE): ((DNS_VIP,), ((53, 53),))},
-            {(DNS_NAMESPACE, DNS_SERVICE): self.in_use()},
-        )
+        return self.pods.desired()
 
     async def _publish(self) -> float:
         sent = time.time()
         await self.client.patch(
-            ENDPOINT_SLICES, f"{DNS_SERVICE}-sim", {"endpoints": self._slice()["endpoints"]}, DNS_NAMESPACE
+            ENDPOINT_SLICES, SLICE_NAME, {"endpoints": self.pods.endpoints()}, DNS_NAMESPACE
         )
         self._want(time.time())
         return sent

@@ -34,10 +34,11 @@ from proxymedic.kube.client import Connection, KubeClient
 from proxymedic.kube.resources import ENDPOINT_SLICES, EVENTS, NODES, PODS, POLICIES, SERVICES
 from proxymedic.operator.controller import Controller, ControllerSettings
 from proxymedic.operator.handlers import OperatorOptions, run_operator
-from proxymedic.sim.kubeproxy import KubeProxySim, Stall, desired_state
+from proxymedic.sim.coredns import DNS_NAMESPACE, DNS_SERVICE, DNS_VIP, SLICE_NAME, DnsPods
+from proxymedic.sim.kubeproxy import KubeProxySim, Stall
 from proxymedic.sim.traffic import DnsClient, clients_for
 
-DNS_NAMESPACE, DNS_SERVICE, DNS_VIP = "kube-system", "kube-dns", "10.96.0.10"
+__all__ = ["DNS_NAMESPACE", "DNS_SERVICE", "DNS_VIP", "NodeSpec", "World", "WorldSettings"]
 
 
 @dataclass
@@ -128,7 +129,7 @@ class World:
     def __init__(self, settings: WorldSettings) -> None:
         self.settings = settings
         self.nodes: dict[str, SimNode] = {}
-        self.pods: dict[str, str] = dict.fromkeys(settings.backends, "ready")
+        self.pods = DnsPods(dict.fromkeys(settings.backends, "ready"))
         """Backend IP → ready | terminating (still answering, not ready) | gone."""
         self._operator: OperatorThread | None = None
         self.agents: dict[str, AgentRunner] = {}
@@ -309,7 +310,7 @@ class World:
             },
             DNS_NAMESPACE,
         )
-        await self.client.create(ENDPOINT_SLICES, self._slice(), DNS_NAMESPACE)
+        await self.client.create(ENDPOINT_SLICES, self.pods.endpoint_slice(), DNS_NAMESPACE)
         if self.settings.with_proxymedic:
             await self.client.create(
                 POLICIES,
@@ -337,44 +338,15 @@ class World:
             "kube-system",
         )
 
-    def _slice(self) -> dict[str, Any]:
-        endpoints = []
-        for ip, state in self.pods.items():
-            if state == "gone":
-                continue
-            ready = state == "ready"
-            endpoints.append(
-                {"addresses": [ip], "conditions": {"ready": ready, "serving": True, "terminating": not ready}}
-            )
-        return {
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": {
-                "name": f"{DNS_SERVICE}-sim",
-                "namespace": DNS_NAMESPACE,
-                "labels": {"kubernetes.io/service-name": DNS_SERVICE},
-            },
-            "addressType": "IPv4",
-            "endpoints": endpoints,
-            "ports": [
-                {"name": "dns", "protocol": "UDP", "port": 53},
-                {"name": "dns-tcp", "protocol": "TCP", "port": 53},
-            ],
-        }
-
     def in_use(self) -> frozenset[str]:
-        ready = frozenset(ip for ip, state in self.pods.items() if state == "ready")
-        return ready or frozenset(ip for ip, state in self.pods.items() if state == "terminating")
+        return self.pods.in_use()
 
     def desired(self) -> dict[Any, Any]:
-        return desired_state(
-            {(DNS_NAMESPACE, DNS_SERVICE): ((DNS_VIP,), ((53, 53),))},
-            {(DNS_NAMESPACE, DNS_SERVICE): self.in_use()},
-        )
+        return self.pods.desired()
 
     async def _publish(self) -> None:
         await self.client.patch(
-            ENDPOINT_SLICES, f"{DNS_SERVICE}-sim", {"endpoints": self._slice()["endpoints"]}, DNS_NAMESPACE
+            ENDPOINT_SLICES, SLICE_NAME, {"endpoints": self.pods.endpoints()}, DNS_NAMESPACE
         )
         now = time.time()
         desired = self.desired()
