@@ -44,7 +44,7 @@ from proxymedic.emulator.runner import serve
 from proxymedic.emulator.server import KubernetesApiEmulator
 from proxymedic.kube.client import Connection, GoneError, KubeClient
 from proxymedic.kube.resources import ENDPOINT_SLICES, INTENTS, PODS, POLICIES
-from proxymedic.sim.coredns import DNS_NAMESPACE, DNS_SERVICE, DNS_VIP, SLICE_NAME, DnsPods
+from proxymedic.sim.coredns import DNS_NAMESPACE, DNS_SERVICE, DNS_VIP, POLICY, SLICE_NAME, DnsPods
 from proxymedic.sim.kubeproxy import KubeProxySim, Stall
 from proxymedic.sim.traffic import DnsClient
 
@@ -55,18 +55,6 @@ Write = tuple[float, str, str, str, str]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OLD_BACKENDS = ("10.244.100.10", "10.244.100.11")
 NEW_BACKENDS = ("10.244.100.20", "10.244.100.21")
-
-POLICY: dict[str, Any] = {
-    "services": {"namespaces": [DNS_NAMESPACE], "labelSelector": {"matchLabels": {"k8s-app": "kube-dns"}}},
-    "actions": {
-        "flushStaleConnections": {"enabled": True},
-        "removeStaleRealServers": {"enabled": True},
-        "flushStaleConntrack": {"enabled": True},
-        "enforceSysctls": {"enabled": True},
-        "restartKubeProxy": {"enabled": True, "staleAfter": "10s"},
-    },
-    "guardrails": {"minObservation": "2s", "nodeCooldown": "10s"},
-}
 
 
 @attrs.define(kw_only=True)

@@ -20,9 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import POLICY, ClusterSettings, NodeKind
+from bench.cluster import ClusterSettings, NodeKind
 from bench.footprint import agent_footprint, operator_footprint
 from bench.rollout import STATUS_WRITE, Timing, run
+from proxymedic.sim.coredns import POLICY
 from proxymedic.sim.kubeproxy import Stall
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from proxymedic.sim.coredns import POLICY
 from proxymedic.sim.kubeproxy import Stall
 from proxymedic.sim.traffic import ClientStats
 from proxymedic.sim.waiting import until
@@ -27,18 +28,6 @@ NODES = [
 ]
 STALLED = "node-3"
 NEW_BACKENDS = ["10.244.100.20", "10.244.100.21"]
-
-POLICY: dict[str, Any] = {
-    "services": {"namespaces": [DNS_NAMESPACE], "labelSelector": {"matchLabels": {"k8s-app": "kube-dns"}}},
-    "actions": {
-        "flushStaleConnections": {"enabled": True},
-        "removeStaleRealServers": {"enabled": True},
-        "flushStaleConntrack": {"enabled": True},
-        "enforceSysctls": {"enabled": True},
-        "restartKubeProxy": {"enabled": True, "staleAfter": "10s"},
-    },
-    "guardrails": {"minObservation": "2s", "nodeCooldown": "10s"},
-}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,20 @@ DNS_NAMESPACE, DNS_SERVICE, DNS_VIP = "kube-system", "kube-dns", "10.96.0.10"
 SLICE_NAME = f"{DNS_SERVICE}-sim"
 
 
+# The policy the demo and the benchmarks run with: every repair on, short observation times.
+POLICY: dict[str, Any] = {
+    "services": {"namespaces": [DNS_NAMESPACE], "labelSelector": {"matchLabels": {"k8s-app": "kube-dns"}}},
+    "actions": {
+        "flushStaleConnections": {"enabled": True},
+        "removeStaleRealServers": {"enabled": True},
+        "flushStaleConntrack": {"enabled": True},
+        "enforceSysctls": {"enabled": True},
+        "restartKubeProxy": {"enabled": True, "staleAfter": "10s"},
+    },
+    "guardrails": {"minObservation": "2s", "nodeCooldown": "10s"},
+}
+
+
 class DnsPods(dict[str, str]):
     """Backend IP → ``ready`` | ``terminating`` (not ready, still answering) | ``gone``."""
 
