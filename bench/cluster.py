@@ -44,7 +44,15 @@ from proxymedic.emulator.runner import serve
 from proxymedic.emulator.server import KubernetesApiEmulator
 from proxymedic.kube.client import Connection, GoneError, KubeClient
 from proxymedic.kube.resources import ENDPOINT_SLICES, INTENTS, PODS, POLICIES
-from proxymedic.sim.coredns import DNS_NAMESPACE, DNS_SERVICE, DNS_VIP, POLICY, SLICE_NAME, DnsPods
+from proxymedic.sim.coredns import (
+    DNS_NAMESPACE,
+    DNS_VIP,
+    POLICY,
+    SLICE_NAME,
+    DnsPods,
+    dns_service,
+    kube_proxy_pod,
+)
 from proxymedic.sim.kubeproxy import KubeProxySim, Stall
 from proxymedic.sim.traffic import DnsClient
 
@@ -298,27 +306,8 @@ class Cluster:
                     }
                 },
             )
-            self._store_create("v1", "pods", "kube-system", self._kube_proxy_pod(name))
-        self._store_create(
-            "v1",
-            "services",
-            DNS_NAMESPACE,
-            {
-                "metadata": {
-                    "name": DNS_SERVICE,
-                    "namespace": DNS_NAMESPACE,
-                    "labels": {"k8s-app": "kube-dns"},
-                },
-                "spec": {
-                    "clusterIP": DNS_VIP,
-                    "clusterIPs": [DNS_VIP],
-                    "ports": [
-                        {"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 53},
-                        {"name": "dns-tcp", "protocol": "TCP", "port": 53, "targetPort": 53},
-                    ],
-                },
-            },
-        )
+            self._store_create("v1", "pods", "kube-system", kube_proxy_pod(name))
+        self._store_create("v1", "services", DNS_NAMESPACE, dns_service())
         self._store_create("discovery.k8s.io/v1", "endpointslices", DNS_NAMESPACE, self.pods.endpoint_slice())
         if self.settings.with_proxymedic:
             self._store_create(
@@ -327,17 +316,6 @@ class Cluster:
                 None,
                 {"metadata": {"name": "coredns"}, "spec": self.settings.policy},
             )
-
-    @staticmethod
-    def _kube_proxy_pod(node: str) -> dict[str, Any]:
-        return {
-            "metadata": {
-                "name": f"kube-proxy-{node}",
-                "namespace": "kube-system",
-                "labels": {"k8s-app": "kube-proxy"},
-            },
-            "spec": {"nodeName": node, "containers": [{"name": "kube-proxy", "image": "kube-proxy"}]},
-        }
 
     # --- the agents ------------------------------------------------------------------------
 
@@ -524,7 +502,7 @@ class Cluster:
 
     async def _recreate_kube_proxy(self, node: str) -> None:
         await asyncio.sleep(self.settings.restart_delay)
-        await self.client.create(PODS, self._kube_proxy_pod(node), "kube-system")
+        await self.client.create(PODS, kube_proxy_pod(node), "kube-system")
         self.nodes[node].kube_proxy.restart(self.desired(), time.time())
 
     # --- measuring -------------------------------------------------------------------------

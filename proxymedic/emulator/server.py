@@ -182,18 +182,21 @@ class KubernetesApiEmulator(kmock.KubernetesScaffold):
             raise errors.bad_request("the request body must be a JSON object")
         return request.data
 
+    def _list(self, spec: ResourceSpec, items: list[JsonDict]) -> JsonDict:
+        """A list response, stamped with the store's current revision."""
+        return {
+            "apiVersion": spec.api_version,
+            "kind": f"{spec.kind}List",
+            "metadata": {"resourceVersion": str(self.store.revision)},
+            "items": items,
+        }
+
     def _serve_get(self, request: kmock.Request) -> kmock.Payload:
         if request.params.get("watch", "").lower() in _TRUE:
             return self._serve_watch(request)
         if request.name is None:
             spec = self._target(request, "list")
-            items = self.store.select(spec, self._selection(spec, request))
-            return {
-                "apiVersion": spec.api_version,
-                "kind": f"{spec.kind}List",
-                "metadata": {"resourceVersion": str(self.store.revision)},
-                "items": items,
-            }
+            return self._list(spec, self.store.select(spec, self._selection(spec, request)))
         spec = self._target(request, "get")
         return self.store.get(spec, request.namespace, request.name)
 
@@ -285,13 +288,7 @@ class KubernetesApiEmulator(kmock.KubernetesScaffold):
         options = request.data if isinstance(request.data, dict) else None
         if request.name is None:
             spec = self._target(request, "deletecollection")
-            deleted = self.store.delete_collection(spec, self._selection(spec, request))
-            return {
-                "apiVersion": spec.api_version,
-                "kind": f"{spec.kind}List",
-                "metadata": {"resourceVersion": str(self.store.revision)},
-                "items": deleted,
-            }
+            return self._list(spec, self.store.delete_collection(spec, self._selection(spec, request)))
         spec = self._target(request, "delete")
         result = self.store.delete(spec, request.namespace, request.name, options)
         if spec is CRD_RESOURCE and not self.store.exists(spec, None, request.name):

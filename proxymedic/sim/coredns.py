@@ -25,6 +25,37 @@ POLICY: dict[str, Any] = {
 }
 
 
+def dns_service() -> dict[str, Any]:
+    """The CoreDNS Service: a UDP and a TCP port 53 on the VIP."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": DNS_SERVICE, "namespace": DNS_NAMESPACE, "labels": {"k8s-app": "kube-dns"}},
+        "spec": {
+            "clusterIP": DNS_VIP,
+            "clusterIPs": [DNS_VIP],
+            "ports": [
+                {"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 53},
+                {"name": "dns-tcp", "protocol": "TCP", "port": 53, "targetPort": 53},
+            ],
+        },
+    }
+
+
+def kube_proxy_pod(node: str) -> dict[str, Any]:
+    """The kube-proxy DaemonSet's pod on a node: what the operator deletes to restart it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"kube-proxy-{node}",
+            "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-proxy"},
+        },
+        "spec": {"nodeName": node, "containers": [{"name": "kube-proxy", "image": "kube-proxy"}]},
+    }
+
+
 class DnsPods(dict[str, str]):
     """Backend IP → ``ready`` | ``terminating`` (not ready, still answering) | ``gone``."""
 

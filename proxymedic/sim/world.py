@@ -34,7 +34,15 @@ from proxymedic.kube.client import Connection, KubeClient
 from proxymedic.kube.resources import ENDPOINT_SLICES, EVENTS, NODES, PODS, POLICIES, SERVICES
 from proxymedic.operator.controller import Controller, ControllerSettings
 from proxymedic.operator.handlers import OperatorOptions, run_operator
-from proxymedic.sim.coredns import DNS_NAMESPACE, DNS_SERVICE, DNS_VIP, SLICE_NAME, DnsPods
+from proxymedic.sim.coredns import (
+    DNS_NAMESPACE,
+    DNS_SERVICE,
+    DNS_VIP,
+    SLICE_NAME,
+    DnsPods,
+    dns_service,
+    kube_proxy_pod,
+)
 from proxymedic.sim.kubeproxy import KubeProxySim, Stall
 from proxymedic.sim.traffic import DnsClient, clients_for
 
@@ -289,27 +297,7 @@ class World:
                 },
             )
             await self._create_kube_proxy_pod(name)
-        await self.client.create(
-            SERVICES,
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {
-                    "name": DNS_SERVICE,
-                    "namespace": DNS_NAMESPACE,
-                    "labels": {"k8s-app": "kube-dns"},
-                },
-                "spec": {
-                    "clusterIP": DNS_VIP,
-                    "clusterIPs": [DNS_VIP],
-                    "ports": [
-                        {"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 53},
-                        {"name": "dns-tcp", "protocol": "TCP", "port": 53, "targetPort": 53},
-                    ],
-                },
-            },
-            DNS_NAMESPACE,
-        )
+        await self.client.create(SERVICES, dns_service(), DNS_NAMESPACE)
         await self.client.create(ENDPOINT_SLICES, self.pods.endpoint_slice(), DNS_NAMESPACE)
         if self.settings.with_proxymedic:
             await self.client.create(
@@ -323,20 +311,7 @@ class World:
             )
 
     async def _create_kube_proxy_pod(self, node: str) -> None:
-        await self.client.create(
-            PODS,
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": f"kube-proxy-{node}",
-                    "namespace": "kube-system",
-                    "labels": {"k8s-app": "kube-proxy"},
-                },
-                "spec": {"nodeName": node, "containers": [{"name": "kube-proxy", "image": "kube-proxy"}]},
-            },
-            "kube-system",
-        )
+        await self.client.create(PODS, kube_proxy_pod(node), "kube-system")
 
     def in_use(self) -> frozenset[str]:
         return self.pods.in_use()
