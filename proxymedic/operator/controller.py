@@ -229,16 +229,16 @@ class Controller:
             return True  # decided already, by this operator or one before it
         intent = RemediationIntent.model_validate(created)
         targets = target_nodes if target_nodes is not None else self._count_targets(policy, draft.spec)
-        self.cluster.intents[intent.metadata.name] = IntentTracking(intent, targets)
+        tracking = self._track(intent, targets)
         self.metrics.decisions.labels(str(proposal.kind), "dry_run" if draft.spec.dry_run else "issued").inc()
         self.metrics.open_intents.set(sum(1 for t in self.cluster.intents.values() if not t.summarized))
         entry.counters.intents_issued += 1
         entry.status_dirty = True
         if not draft.spec.dry_run:
             entry.history.append(ActionRecord(proposal.kind, self.now(), proposal.node))
-        await self._write_intent_status(self.cluster.intents[intent.metadata.name])
-        if targets == 0:
-            await self.finish(self.cluster.intents[intent.metadata.name])
+        await self._write_intent_status(tracking)
+        if tracking.complete():
+            await self.finish(tracking)
         return True
 
     def _count_targets(self, policy: ProxyHealthPolicy, spec: RemediationIntentSpec) -> int:
@@ -271,14 +271,20 @@ class Controller:
         targets = status.target_nodes
         if targets is None:
             targets = self._count_targets(policy, intent.spec) if policy else len(intent.spec.node_names)
-        tracking = IntentTracking(intent, targets, summarized=status.completed_at is not None)
-        self.cluster.intents[name] = tracking
-        for node, health in self.cluster.healths.items():
-            for result in health.recent_results:
-                if result.intent == name and result.intent_uid in (None, intent.metadata.uid):
-                    tracking.record(node, result)
+        tracking = self._track(intent, targets, summarized=status.completed_at is not None)
         if tracking.complete() and not tracking.summarized:
             await self.finish(tracking)
+
+    def _track(self, intent: RemediationIntent, targets: int, summarized: bool = False) -> IntentTracking:
+        """Start tracking an intent with the results nodes have already reported: agents can apply an
+        intent and report before the operator has even read the answer to creating it."""
+        tracking = IntentTracking(intent, targets, summarized=summarized)
+        self.cluster.intents[intent.metadata.name] = tracking
+        for node, health in self.cluster.healths.items():
+            for result in health.recent_results:
+                if result.intent == tracking.name and result.intent_uid in (None, intent.metadata.uid):
+                    tracking.record(node, result)
+        return tracking
 
     async def collect_results(self, node: str) -> None:
         health = self.cluster.healths.get(node)
