@@ -113,12 +113,13 @@ class PolicyStatusWriter:
         """Write the status if something changed since the last write."""
         if not entry.status_dirty:
             return
+        # Clear the flag before the write: a change made while the patch is in flight marks it again.
+        entry.status_dirty = False
         status = self.build(name, entry)
         try:
             await self.client.patch(POLICIES, name, {"status": resource_dict(status)}, subresource="status")
         except NotFoundError:
             return
         except ApiError as exc:
+            entry.status_dirty = True  # try again on the next sweep
             logger.warning("cannot write the status of policy %s: %s", name, exc)
-            return
-        entry.status_dirty = False
