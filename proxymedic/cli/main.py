@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import yaml
 
 from proxymedic import __version__
 from proxymedic.api.errors import InvalidObjectError, parse_object
-from proxymedic.cli import crds, reference, run
+from proxymedic.cli import crds, reference, run, runbook_commands
 
 
 def _validate(paths: Sequence[Path]) -> int:
@@ -41,9 +43,15 @@ def _validate(paths: Sequence[Path]) -> int:
     return 1 if failures else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="proxymedic", description="Keeps kube-proxy's dataplane honest.")
-    parser.add_argument("--version", action="version", version=f"proxymedic {__version__}")
+def program_name(argv0: str | None = None) -> str:
+    """``kubectl proxymedic`` when run as the kubectl plugin ``kubectl-proxymedic``, else ``proxymedic``."""
+    name = os.path.basename(argv0 if argv0 is not None else sys.argv[0])
+    return "kubectl proxymedic" if name.startswith("kubectl-") else "proxymedic"
+
+
+def build_parser(prog: str = "proxymedic") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Keeps kube-proxy's dataplane honest.")
+    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     crds_cmd = commands.add_parser("crds", help="write the CRDs generated from the models")
@@ -63,15 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reference_cmd.add_argument("--check", action="store_true", help="exit 1 if the file differs")
 
-    commands.add_parser("demo", help="run the embedded demo (no cluster needed)")
+    runbook_commands.add_commands(commands)
+    demo_cmd = commands.add_parser("demo", help="run the embedded demo (no cluster needed)")
+    demo_cmd.add_argument(
+        "--session",
+        action="store_true",
+        help="run the demo cluster with ProxyMedic and show `status` and `diagnose` against it",
+    )
     run.add_operator_command(commands)
     run.add_agent_command(commands)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, clock: Callable[[], datetime] | None = None) -> int:
+    """The command line; ``clock`` fixes the time ages are measured from (tests)."""
+    prog = program_name()
+    args = build_parser(prog).parse_args(argv)
     match args.command:
+        case "status" | "diagnose" | "explain":
+            return runbook_commands.run(args, prog, clock)
         case "crds":
             directories = args.output_dir or list(crds.DEFAULT_DIRECTORIES)
             return max(crds.run(directory, args.check) for directory in directories)
@@ -80,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "reference":
             return reference.run(reference.DEFAULT_OUTPUT, reference.DEFAULT_VALUES, args.check)
         case "demo":
+            if args.session:
+                from proxymedic.cli.session import run_session
+
+                return run_session()
             from proxymedic.cli.demo import run_demo
 
             return run_demo()

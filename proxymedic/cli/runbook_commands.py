@@ -1,0 +1,192 @@
+"""``proxymedic status``, ``diagnose NODE`` and ``explain REASON``: the runbook in one command.
+
+They read the cluster through the user's kubeconfig (``--kubeconfig``, ``--context``, as
+kubectl), print tables for people (colour only on a terminal) or ``-o json|yaml`` for scripts,
+and end with exit code 0, or with one line on stderr and a non-zero code:
+1 for a node, agent or reason that is not there, 3 when the cluster cannot be read (no
+kubeconfig, unreachable, CRDs missing, no permission); argparse's usage errors are 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import difflib
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import yaml
+
+from proxymedic.api.reasons import HOLD_RULES, REASONS, lookup
+from proxymedic.kube.client import Connection, KubeClient
+from proxymedic.kube.config import load_connection
+from proxymedic.runbook.diagnose import build_diagnosis
+from proxymedic.runbook.errors import ClusterAccessError, RunbookError, UnknownReasonError
+from proxymedic.runbook.fetch import fetch_snapshot
+from proxymedic.runbook.render import (
+    Painter,
+    render_catalog,
+    render_diagnosis,
+    render_explanation,
+    render_status,
+)
+from proxymedic.runbook.report import Diagnosis, Report, StatusReport
+from proxymedic.runbook.snapshot import Snapshot, build_view
+from proxymedic.runbook.status import DEFAULT_EVENT_LIMIT, build_status
+
+Clock = Callable[[], datetime]
+OUTPUTS = ("text", "json", "yaml")
+
+
+def _kube_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", help="the kubeconfig to use (default: KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--context", help="the kubeconfig context to use (default: the current context)")
+
+
+def _output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o", "--output", choices=OUTPUTS, default="text", help="text for people (default), json or yaml"
+    )
+    parser.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the text output: auto means on a terminal without NO_COLOR set",
+    )
+
+
+def add_commands(commands: Any) -> None:
+    status = commands.add_parser(
+        "status",
+        help="policies, nodes by health, open intents, recent remediations and holds",
+        description="Policies and their state, nodes by health (fresh, stale, unknown, agent silent, no "
+        "agent), open intents, and recent remediations and holds, with the time since each.",
+    )
+    _kube_flags(status)
+    _output_flags(status)
+    status.add_argument(
+        "--events", type=int, default=DEFAULT_EVENT_LIMIT, metavar="N", help="recent Events to show"
+    )
+
+    diagnose = commands.add_parser(
+        "diagnose",
+        help="the runbook for one node: what is wrong, where, and what ProxyMedic does about it",
+        description="Answer the manual runbook for NODE from its NodeProxyHealth, the EndpointSlices and the "
+        "operator's Events: proxy mode, stuck connections, sync freshness, real servers vs EndpointSlices, "
+        "conntrack, sysctls, node-local or cluster-wide, and what ProxyMedic did or would do.",
+    )
+    diagnose.add_argument("node", metavar="NODE")
+    _kube_flags(diagnose)
+    _output_flags(diagnose)
+
+    explain = commands.add_parser(
+        "explain",
+        help="what an Event reason (or a guardrail rule) means and what to do",
+        description="Explain an Event reason ProxyMedic posts, or a rule named in a RemediationHeld "
+        "Event; without an argument, list them all.",
+    )
+    explain.add_argument("reason", metavar="EVENT-REASON", nargs="?")
+    _output_flags(explain)
+
+
+def _painter(args: argparse.Namespace, stream: TextIO) -> Painter:
+    if args.color == "always":
+        return Painter(True)
+    if args.color == "never":
+        return Painter(False)
+    return Painter(stream.isatty() and not os.environ.get("NO_COLOR"))
+
+
+def _connection(args: argparse.Namespace) -> Connection:
+    try:
+        return load_connection(args.kubeconfig, args.context)
+    except Exception as exc:  # the kubernetes client raises several kinds for a bad kubeconfig
+        raise ClusterAccessError(f"cannot load the kubeconfig: {exc}") from None
+
+
+async def read_cluster(connection: Connection) -> Snapshot:
+    async with KubeClient(connection) as client:
+        return await fetch_snapshot(client, connection.server)
+
+
+def _emit(data: Any, output: str, stream: TextIO) -> None:
+    if output == "json":
+        stream.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    else:
+        stream.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000))
+
+
+def show(report: Report, output: str, paint: Painter, stream: TextIO) -> None:
+    if output != "text":
+        _emit(report.dump(), output, stream)
+    elif isinstance(report, StatusReport):
+        stream.write(render_status(report, paint))
+    elif isinstance(report, Diagnosis):
+        stream.write(render_diagnosis(report, paint))
+
+
+def status_report(snapshot: Snapshot, now: datetime, events: int = DEFAULT_EVENT_LIMIT) -> Report:
+    return build_status(build_view(snapshot), now, events)
+
+
+def diagnosis_report(snapshot: Snapshot, node: str, now: datetime) -> Report:
+    return build_diagnosis(build_view(snapshot), node, now)
+
+
+def _explain(args: argparse.Namespace, paint: Painter, stream: TextIO) -> None:
+    if args.reason is None:
+        if args.output == "text":
+            stream.write(render_catalog(list(REASONS.values()), list(HOLD_RULES.values()), paint))
+        else:
+            _emit(
+                {
+                    "reasons": [_plain(r) for r in REASONS.values()],
+                    "holdRules": [_plain(r) for r in HOLD_RULES.values()],
+                },
+                args.output,
+                stream,
+            )
+        return
+    entry = lookup(args.reason)
+    if entry is None:
+        close = difflib.get_close_matches(args.reason, [*REASONS, *HOLD_RULES], n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise UnknownReasonError(
+            f'"{args.reason}" is not an Event reason of ProxyMedic{hint} (run explain without an argument '
+            "for the list)"
+        )
+    if args.output == "text":
+        stream.write(render_explanation(entry, paint))
+    else:
+        _emit(_plain(entry), args.output, stream)
+
+
+def _plain(entry: Any) -> dict[str, Any]:
+    data = dataclasses.asdict(entry)
+    return {key: (list(value) if isinstance(value, tuple) else str(value)) for key, value in data.items()}
+
+
+def run(args: argparse.Namespace, prog: str, clock: Clock | None = None) -> int:
+    """Run one of the three commands; errors become one line on stderr and an exit code."""
+    stream = sys.stdout
+    paint = _painter(args, stream)
+    try:
+        if args.command == "explain":
+            _explain(args, paint, stream)
+            return 0
+        snapshot = asyncio.run(read_cluster(_connection(args)))
+        now = clock() if clock is not None else datetime.now(UTC)
+        if args.command == "status":
+            report = status_report(snapshot, now, args.events)
+        else:
+            report = diagnosis_report(snapshot, args.node, now)
+        show(report, args.output, paint, stream)
+    except RunbookError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
