@@ -26,6 +26,17 @@ from proxymedic.api.intent import RemediationIntent
 
 logger = logging.getLogger("proxymedic.agent")
 
+MAX_REMEMBERED_MALFORMED = 4096
+"""Malformed intents already logged, remembered so each is logged once; bounded."""
+
+
+def _identity(raw: object) -> str:
+    """The uid, else the name, of whatever arrived as an intent, shortened for a log line."""
+    meta = raw.get("metadata") if isinstance(raw, Mapping) else None
+    if not isinstance(meta, Mapping):
+        return f"({type(raw).__name__} without metadata)"
+    return str(meta.get("uid") or meta.get("name"))[:253]
+
 
 @dataclass
 class AgentSettings:
@@ -80,12 +91,14 @@ class NodeAgent:
     def node_name(self) -> str:
         return self.settings.node_name
 
-    def _parse(self, raw: Mapping[str, Any]) -> RemediationIntent | None:
+    def _parse(self, raw: object) -> RemediationIntent | None:
         try:
             return RemediationIntent.model_validate(raw)
         except ValidationError as exc:
-            uid = str((raw.get("metadata") or {}).get("uid") or (raw.get("metadata") or {}).get("name"))
+            uid = _identity(raw)
             if uid not in self._malformed:
+                if len(self._malformed) >= MAX_REMEMBERED_MALFORMED:
+                    self._malformed.clear()  # bounded memory; a forgotten one is only logged again
                 self._malformed.add(uid)
                 logger.warning("ignoring malformed intent %s: %s", uid, "; ".join(describe_errors(exc)[:3]))
             return None
@@ -99,10 +112,15 @@ class NodeAgent:
             return False
         return intent.spec.addresses(self.node_name, self.node_labels)
 
-    async def on_intent(self, raw: Mapping[str, Any]) -> IntentResult | None:
-        """Apply an intent if it is for this node; the result, or None when there was nothing to do."""
-        meta = raw.get("metadata") or {}
-        if isinstance(meta, Mapping) and (meta.get("uid") or meta.get("name")) in self._results:
+    async def on_intent(self, raw: object) -> IntentResult | None:
+        """Apply an intent if it is for this node; the result, or None when there was nothing to do.
+
+        Whatever arrives (the watch hands over any JSON value) is either applied, or logged once
+        with the reason and ignored: it never raises.
+        """
+        meta = raw.get("metadata") if isinstance(raw, Mapping) else None
+        key = (meta.get("uid") or meta.get("name")) if isinstance(meta, Mapping) else None
+        if isinstance(key, str) and key in self._results:
             return None  # applied already: every status update of the intent comes by, skip parsing it
         intent = self._parse(raw)
         if intent is None or not self.wants(intent):

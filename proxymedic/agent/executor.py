@@ -98,6 +98,8 @@ async def _flush_backends(intent: RemediationIntent, dp: NodeDataplane, work: Wo
             if key.protocol is not L4Protocol.UDP:
                 continue
             for backend in dead:
+                if backend.version != key.vip.version:
+                    continue  # a dual-stack intent pairs each VIP with both families: no entry can match
                 if spec.dry_run:
                     work.changes.append(f"would delete UDP conntrack entries to {key} from {backend}")
                     continue

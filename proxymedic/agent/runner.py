@@ -18,13 +18,20 @@ from proxymedic.agent.agent import NodeAgent
 from proxymedic.agent.metrics import AgentMetrics
 from proxymedic.agent.sensing import REPORTED_SYSCTLS
 from proxymedic.api.health import NodeProxyHealthStatus
-from proxymedic.kube.client import ApiError, ConflictError, GoneError, KubeClient, NotFoundError
+from proxymedic.kube.client import ApiError, ConflictError, GoneError, KubeClient, NotFoundError, retry_delay
 from proxymedic.kube.resources import INTENTS, NODE_HEALTHS, NODES
 
 logger = logging.getLogger("proxymedic.agent")
 
 BACKOFF_CAP = 30.0
 TRANSIENT = (ApiError, aiohttp.ClientError, TimeoutError, ValueError)
+
+
+def _decided_at(obj: object) -> str:
+    """The sort key of a listed intent; whatever a malformed one holds sorts first, never raises."""
+    spec = obj.get("spec") if isinstance(obj, dict) else None
+    decided = spec.get("decidedAt") if isinstance(spec, dict) else None
+    return decided if isinstance(decided, str) else ""
 
 
 def _without_nulls(value: Any) -> Any:
@@ -88,7 +95,7 @@ class AgentRunner:
                 return
             except TRANSIENT as exc:
                 attempt += 1
-                delay = random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**attempt))
+                delay = retry_delay(exc, random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**attempt)))
                 logger.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
@@ -138,7 +145,7 @@ class AgentRunner:
             try:
                 items, version = await self.client.list(INTENTS)
                 # On start and after every relist: re-apply whatever is unexpired and addressed here.
-                for item in sorted(items, key=lambda o: o.get("spec", {}).get("decidedAt", "")):
+                for item in sorted(items, key=_decided_at):
                     await self.handle("ADDED", item)
                 attempt = 0
                 while not stop.is_set():
@@ -149,7 +156,7 @@ class AgentRunner:
                 continue
             except TRANSIENT as exc:
                 attempt += 1
-                delay = random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**attempt))
+                delay = retry_delay(exc, random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**attempt)))
                 logger.warning("watching intents failed (%s); retrying in %.1f s", exc, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
@@ -157,15 +164,21 @@ class AgentRunner:
     async def _report_loop(self, stop: asyncio.Event) -> None:
         settings = self.agent.settings
         while not stop.is_set():
+            wait = settings.sense_interval
             try:
                 await self.report()
             except TRANSIENT as exc:
                 self.metrics.api_errors.inc()
                 logger.warning("reporting NodeProxyHealth failed: %s", exc)
+                # A throttled server said when to come back: no write before then, results included.
+                if (backoff := retry_delay(exc, 0.0)) > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff)
+                    wait = max(0.0, wait - backoff)
             except Exception:  # the agent keeps running whatever one round hits
                 logger.exception("sensing or reporting failed unexpectedly")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._report_now.wait(), settings.sense_interval)
+                await asyncio.wait_for(self._report_now.wait(), wait)
             if self._report_now.is_set():
                 # Let results of intents arriving together share one write.
                 await asyncio.sleep(settings.min_write_interval)

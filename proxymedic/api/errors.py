@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from proxymedic.api.health import NodeProxyHealth
 from proxymedic.api.intent import RemediationIntent
 from proxymedic.api.policy import ProxyHealthPolicy
+from proxymedic.api.types import shown
 
 KubeObject = ProxyHealthPolicy | RemediationIntent | NodeProxyHealth
 
@@ -63,10 +64,12 @@ def parse_object(obj: dict[str, Any]) -> KubeObject:
     """Validate a manifest of one of the three kinds; raise InvalidObjectError naming each bad field."""
     kind = str(obj.get("kind", ""))
     name = str(obj.get("metadata", {}).get("name", "")) if isinstance(obj.get("metadata"), dict) else ""
+    name = name if len(name) <= 253 else name[:252] + "…"  # a name is at most 253 characters
     model = MODELS_BY_KIND.get(kind)
     if model is None:
         known = ", ".join(MODELS_BY_KIND)
-        raise InvalidObjectError(kind or "object", name, [f"kind: must be one of {known}, not {kind!r}"])
+        problem = f"kind: must be one of {known}, not {shown(kind)}"
+        raise InvalidObjectError(kind[:63] or "object", name, [problem])
     try:
         return model.model_validate(obj)
     except ValidationError as exc:

@@ -11,7 +11,7 @@ import enum
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from proxymedic.api.intent import IntentOutcome
 from proxymedic.api.meta import ObjectMeta
@@ -167,3 +167,10 @@ class NodeProxyHealth(ApiModel):
     metadata: ObjectMeta
     spec: NodeProxyHealthSpec
     status: NodeProxyHealthStatus | None = None
+
+    @model_validator(mode="after")
+    def _named_after_its_node(self) -> NodeProxyHealth:
+        if self.metadata.name != self.spec.node_name:
+            names = f"{self.spec.node_name!r} is not {self.metadata.name!r}"
+            raise ValueError(f"spec.nodeName must equal metadata.name ({names})")
+        return self

@@ -42,6 +42,18 @@ class ApiModel(BaseModel):
     )
 
 
+SHOWN_VALUE_LENGTH = 64
+"""How much of a rejected value an error message repeats: enough to recognise it, never a flood."""
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, shortened: a hostile 10 MB string must not become a 10 MB error message."""
+    text = repr(value)
+    return (
+        text if len(text) <= SHOWN_VALUE_LENGTH else f"{text[: SHOWN_VALUE_LENGTH - 1]}… ({len(text)} chars)"
+    )
+
+
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
     """One ``x-kubernetes-validations`` entry."""
     entry: dict[str, Any] = {"rule": rule, "message": message}
@@ -54,6 +66,7 @@ def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any
 
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h)")
 DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
+DURATION_MAX_LENGTH = 32
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -61,10 +74,21 @@ def parse_duration(value: object) -> timedelta:
     """Parse a Go-style duration such as ``90s`` or ``1h30m``; raise ValueError with the reason."""
     if isinstance(value, timedelta):
         return value
-    if not isinstance(value, str) or not re.fullmatch(DURATION_PATTERN, value):
-        raise ValueError(f"{value!r} is not a duration: use a number and a unit, such as 30s, 5m or 1h30m")
+    if (
+        not isinstance(value, str)
+        or len(value) > DURATION_MAX_LENGTH
+        or not re.fullmatch(DURATION_PATTERN, value)
+    ):
+        raise ValueError(
+            f"{shown(value)} is not a duration: use a number and a unit, such as 30s, 5m or 1h30m"
+        )
     seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(value))
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(
+            f"{shown(value)} is out of range: a duration is at most days long, not eons"
+        ) from None
 
 
 def format_duration(value: timedelta) -> str:
@@ -86,7 +110,7 @@ Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "maxLength": 32}),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "maxLength": DURATION_MAX_LENGTH}),
 ]
 
 
@@ -136,7 +160,7 @@ def _canonical_ip(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+        raise ValueError(f"{shown(value)} is not an IPv4 or IPv6 address") from None
 
 
 IPAddressStr = Annotated[
@@ -174,9 +198,11 @@ class Matches:
 
         def check(value: str) -> str:
             if not self.min_length <= len(value) <= self.max_length:
-                raise ValueError(f"{value!r} must be {self.min_length} to {self.max_length} characters long")
+                raise ValueError(
+                    f"{shown(value)} must be {self.min_length} to {self.max_length} characters long"
+                )
             if not compiled.fullmatch(value):
-                raise ValueError(f"{value!r} is not {self.what}")
+                raise ValueError(f"{shown(value)} is not {self.what}")
             return value
 
         return core_schema.no_info_after_validator_function(check, handler(source_type))
@@ -214,7 +240,7 @@ def _count_or_percent(value: object) -> int | str:
         return value
     if isinstance(value, str) and re.fullmatch(_PERCENT_PATTERN, value):
         return value
-    raise ValueError(f"{value!r} must be a count such as 1 or a percentage between 0% and 100%")
+    raise ValueError(f"{shown(value)} must be a count such as 1 or a percentage between 0% and 100%")
 
 
 CountOrPercent = Annotated[
@@ -255,7 +281,9 @@ def _known_zone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not a known IANA time zone such as UTC or Europe/Berlin") from None
+        raise ValueError(
+            f"{shown(value)} is not a known IANA time zone such as UTC or Europe/Berlin"
+        ) from None
     return value
 
 

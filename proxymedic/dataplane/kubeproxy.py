@@ -132,6 +132,15 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+# 9999-12-31T23:59:59Z: no clock shows a later time, and Python cannot represent one.
+_LAST_PLAUSIBLE_TIMESTAMP = 253402300799.0
+
+
+def _timestamp(value: float) -> float | None:
+    """A Unix timestamp, or None for one no clock could show (negative, or past year 9999)."""
+    return value if 0.0 <= value <= _LAST_PLAUSIBLE_TIMESTAMP else None
+
+
 def parse_metrics(text: str) -> SyncMetrics:
     """Extract the sync metrics; raise MetricsPageError on garbage or a missing sync timestamp."""
     last_sync: dict[str, float] = {}
@@ -152,6 +161,8 @@ def parse_metrics(text: str) -> SyncMetrics:
                 if value is None:
                     continue
                 ip_family = str(sample.labels.get("ip_family", ""))
+                if sample.name in (LAST_SYNC, LAST_QUEUED) and _timestamp(value) is None:
+                    continue  # an impossible time is no evidence: treated as absent
                 if sample.name == LAST_SYNC:
                     last_sync[ip_family] = value
                 elif sample.name == LAST_QUEUED:

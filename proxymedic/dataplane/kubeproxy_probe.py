@@ -49,9 +49,12 @@ async def _get(session: aiohttp.ClientSession, config: ProbeConfig, port: int, p
         async with session.get(
             url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
         ) as response:
-            raw = await response.content.read(MAX_BODY_BYTES + 1)
-            if len(raw) > MAX_BODY_BYTES:
-                raise ValueError(f"{url}: body larger than {MAX_BODY_BYTES} bytes")
+            # read(n) returns what has arrived, up to n bytes: read to the end, within the bound.
+            raw = bytearray()
+            async for chunk in response.content.iter_chunked(1 << 16):
+                raw += chunk
+                if len(raw) > MAX_BODY_BYTES:
+                    raise ValueError(f"{url}: body larger than {MAX_BODY_BYTES} bytes")
             return _Answer(response.status, raw.decode("utf-8", "replace"))
     except TimeoutError:
         raise ValueError(f"{url}: no answer within {timeout:g} s") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,11 @@ CONNTRACK_SYSCTLS = (
 )
 
 _PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+# What the kernel prints for an integer sysctl (proc_dointvec, proc_doulongvec_minmax): digits, maybe
+# a sign; nothing Python's int() also accepts (underscores, other scripts' digits), nothing wider
+# than 64 bits (the API server stores int64).
+_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # Opens a file by path with os.open flags and returns a descriptor; injectable so tests
 # can produce EROFS/EACCES even when they run as root.
@@ -94,10 +100,9 @@ class ProcSysctl:
         except OSError as exc:
             raise self._error(name, "read", exc) from exc
         text = raw.decode("ascii", "replace").strip()
-        try:
-            return int(text)
-        except ValueError:
-            raise DataplaneError(f"sysctl {name} holds {text[:40]!r}, not one integer") from None
+        if not _INTEGER.fullmatch(text) or not _INT64_MIN <= int(text) <= _INT64_MAX:
+            raise DataplaneError(f"sysctl {name} holds {text[:40]!r}, not one integer of at most 64 bits")
+        return int(text)
 
     def write(self, name: str, value: int) -> None:
         path = sysctl_path(self.root, name)
