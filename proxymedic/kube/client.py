@@ -7,11 +7,13 @@ agent's watch. It is small on purpose: typed errors, merge-patch only, JSON obje
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import random
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import aiohttp
@@ -22,16 +24,20 @@ JsonObject = dict[str, Any]
 T = TypeVar("T")
 REQUEST_TIMEOUT = 30.0
 """Seconds for one non-watch request, connection included."""
+MAX_RETRY_AFTER = 60.0
+"""The longest wait a server's Retry-After can impose on one retry."""
 
 
 class ApiError(Exception):
     """The API server answered with an error Status."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.retry_after = retry_after
+        """Seconds the server asked the client to wait before retrying (429 and 503), if it said."""
 
     @property
     def transient(self) -> bool:
@@ -51,11 +57,36 @@ class GoneError(ApiError):
     """410: the requested resourceVersion is too old; list again."""
 
 
-def _error_for(status: int, body: Any) -> ApiError:
+def parse_retry_after(header: str | None, body: Any = None) -> float | None:
+    """The wait a server asks for: the Retry-After header (seconds or an HTTP date), else the
+    Status's ``details.retryAfterSeconds``; bounded by MAX_RETRY_AFTER."""
+    seconds: float | None = None
+    if header:
+        try:
+            seconds = float(header)
+        except ValueError:
+            try:
+                seconds = email.utils.parsedate_to_datetime(header).timestamp() - time.time()
+            except (TypeError, ValueError):
+                seconds = None
+    if seconds is None and isinstance(body, dict):
+        details = body.get("details")
+        value = details.get("retryAfterSeconds") if isinstance(details, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+    if seconds is None or seconds != seconds:  # absent, or NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _error_for(status: int, body: Any, headers: Mapping[str, str] | None = None) -> ApiError:
     reason = str(body.get("reason", "")) if isinstance(body, dict) else ""
     message = str(body.get("message", "")) if isinstance(body, dict) else str(body)[:500]
     cls = {404: NotFoundError, 409: ConflictError, 410: GoneError}.get(status, ApiError)
-    return cls(status, reason or "Error", message)
+    retry_after = (
+        parse_retry_after((headers or {}).get("Retry-After"), body) if status in (429, 503) else None
+    )
+    return cls(status, reason or "Error", message, retry_after)
 
 
 @dataclass(frozen=True)
@@ -65,7 +96,9 @@ class WatchEvent:
 
     @property
     def resource_version(self) -> str:
-        return str(self.object.get("metadata", {}).get("resourceVersion", ""))
+        """The object's resourceVersion; "" when a malformed object carries none."""
+        meta = self.object.get("metadata") if isinstance(self.object, dict) else None
+        return str(meta.get("resourceVersion", "")) if isinstance(meta, dict) else ""
 
 
 @dataclass(frozen=True)
@@ -73,8 +106,9 @@ class Connection:
     """Where the API server is and how to authenticate to it."""
 
     server: str
-    token: str | Callable[[], str] | None = None
-    """A bearer token, or a function returning the current one (a rotated service-account token)."""
+    token: str | Callable[[], str] | None = field(default=None, repr=False)
+    """A bearer token, or a function returning the current one (a rotated service-account token).
+    Left out of the repr: a logged Connection must not carry the credential."""
     ssl_context: ssl.SSLContext | bool = True
     """An SSL context, True for the system CAs, or False to skip verification (test servers only)."""
 
@@ -137,7 +171,7 @@ class KubeClient:
             except json.JSONDecodeError:
                 payload = text
             if response.status >= 400:
-                raise _error_for(response.status, payload)
+                raise _error_for(response.status, payload, response.headers)
             return payload
 
     async def get(self, resource: Resource, name: str, namespace: str | None = None) -> JsonObject:
@@ -188,7 +222,12 @@ class KubeClient:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30),
         ) as response:
             if response.status >= 400:
-                raise _error_for(response.status, json.loads(await response.text() or "{}"))
+                text = await response.text()
+                try:
+                    body = json.loads(text) if text else {}
+                except json.JSONDecodeError:
+                    body = text
+                raise _error_for(response.status, body, response.headers)
             async for line in response.content:
                 if not line.strip():
                     continue
@@ -236,15 +275,24 @@ async def with_backoff(
     cap: float = 10.0,
     retry_on: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError),
 ) -> T:
-    """Retry transient failures (connection errors, 429 and 5xx) with capped, jittered backoff."""
+    """Retry transient failures (connection errors, 429 and 5xx) with capped, jittered backoff,
+    waiting at least as long as the server's Retry-After asks."""
     for attempt in range(attempts):
         try:
             return await call()
         except ApiError as exc:
             if not exc.transient or attempt == attempts - 1:
                 raise
+            delay = retry_delay(exc, random.uniform(0, min(cap, base * 2**attempt)))
         except retry_on:
             if attempt == attempts - 1:
                 raise
-        await asyncio.sleep(random.uniform(0, min(cap, base * 2**attempt)))
+            delay = random.uniform(0, min(cap, base * 2**attempt))
+        await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def retry_delay(exc: BaseException, backoff: float) -> float:
+    """The client's own backoff, or longer when the server asked for a longer wait (Retry-After)."""
+    retry_after = exc.retry_after if isinstance(exc, ApiError) else None
+    return backoff if retry_after is None else max(backoff, retry_after)

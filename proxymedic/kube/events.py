@@ -7,12 +7,17 @@ as client-go's correlator does, so a flapping condition cannot flood the API ser
 from __future__ import annotations
 
 import enum
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from proxymedic.kube.client import ApiError, JsonObject, KubeClient
+import aiohttp
+
+from proxymedic.kube.client import ApiError, JsonObject, KubeClient, with_backoff
 from proxymedic.kube.resources import EVENTS
+
+logger = logging.getLogger("proxymedic.events")
 
 CLUSTER_SCOPED_EVENT_NAMESPACE = "default"
 AGGREGATION_WINDOW = timedelta(minutes=10)
@@ -73,6 +78,10 @@ class EventRecorder:
         self._instance = instance
         self._posted: dict[tuple[str, str, str, str], _Posted] = {}
 
+    @property
+    def component(self) -> str:
+        return self._component
+
     async def post(
         self,
         about: ObjectRef,
@@ -118,7 +127,13 @@ class EventRecorder:
             "reportingComponent": self._component,
             "reportingInstance": self._instance,
         }
-        created = await self._client.create(EVENTS, event, namespace)
+        try:
+            # An Event reports a decision already taken: retried when the API server is throttled
+            # or failing, and never allowed to abort (and so repeat) the decision it reports.
+            created = await with_backoff(lambda: self._client.create(EVENTS, event, namespace))
+        except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+            logger.warning("cannot post Event %s %s on %s: %s", reason, message[:200], about.name, exc)
+            return event
         self._posted[key] = _Posted(name=name, namespace=namespace, count=1, last=now)
         self._forget_older_than(now - AGGREGATION_WINDOW)
         return created

@@ -14,20 +14,35 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 from pydantic import ValidationError
 
-from proxymedic.api.intent import RemediationIntent, RemediationIntentSpec, RemediationIntentStatus
+from proxymedic.api.intent import (
+    IntentAction,
+    RemediationIntent,
+    RemediationIntentSpec,
+    RemediationIntentStatus,
+)
 from proxymedic.api.meta import API_VERSION, resource_dict
 from proxymedic.api.policy import LastRemediation, ProxyHealthPolicy
-from proxymedic.kube.client import ApiError, ConflictError, KubeClient, NotFoundError
+from proxymedic.kube.client import ApiError, ConflictError, KubeClient, NotFoundError, with_backoff
 from proxymedic.kube.events import EventRecorder, EventType, ObjectRef
-from proxymedic.kube.resources import INTENTS
+from proxymedic.kube.resources import EVENTS, INTENTS
 from proxymedic.operator.aggregation import IntentTracking, event_reason, summary_message
 from proxymedic.operator.backends import ServiceRef
-from proxymedic.operator.guardrails import ActionKind, ActionRecord, ClusterView, Proposal, Verdict, evaluate
+from proxymedic.operator.guardrails import (
+    ActionKind,
+    ActionRecord,
+    ClusterView,
+    Proposal,
+    Verdict,
+    action_enabled,
+    evaluate,
+)
 from proxymedic.operator.metrics import OperatorMetrics
-from proxymedic.operator.planner import DEFAULT_INTENT_TTL, IntentDraft, plan_backend_flush
+from proxymedic.operator.planner import DEFAULT_INTENT_TTL, IntentDraft, flush_steps, plan_backend_flush
 from proxymedic.operator.policy_status import PolicyStatusWriter
+from proxymedic.operator.restored import RESTARTED_REASON, restart_history
 from proxymedic.operator.state import Cluster, PolicyEntry
 
 logger = logging.getLogger("proxymedic.operator")
@@ -64,6 +79,28 @@ class Controller:
         self._tasks: set[asyncio.Task[None]] = set()
         self._holds_posted: dict[tuple[str, str, str], datetime] = {}
 
+    async def restore_history(self, component: str) -> None:
+        """Read back the restarts of the last hour from this operator's Events (operator/restored.py).
+
+        Without it a restarted operator would forget its cooldowns and budgets. A failure to read
+        them is logged and the operator starts without: Kopf retries nothing here, and refusing to
+        start would stop every repair.
+        """
+        try:
+            events, _ = await with_backoff(
+                lambda: self.client.list(EVENTS, field_selector=f"reason={RESTARTED_REASON}")
+            )
+        except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+            logger.warning("cannot read past kube-proxy restarts from Events; budgets start empty: %s", exc)
+            return
+        restored = restart_history(events, component, self.now())
+        self.cluster.restored_history = restored
+        if restored:
+            logger.info(
+                "restored %d kube-proxy restarts of the last hour from Events",
+                sum(len(records) for records in restored.values()),
+            )
+
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -82,8 +119,19 @@ class Controller:
 
     async def policy_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         name = str(body["metadata"]["name"])
+        before = self.cluster.policies.get(name)
+        generation = before.generation if before is not None else None
         entry = self.cluster.set_policy(name, None if event_type == "DELETED" else body)
+        if entry is None or entry.generation != generation:
+            # A new, edited or deleted policy can change which policy governs a Service: every
+            # policy's overlaps and selected Services, and the intents each may keep open.
+            for other in self.cluster.policies.values():
+                other.status_dirty = True
+            for other_name, other in list(self.cluster.policies.items()):
+                if other_name != name:
+                    await self.withdraw_forbidden(other_name, other.policy)
         if entry is None:
+            await self.withdraw_forbidden(name, None)
             return
         if entry.errors:
             await self.recorder.post(
@@ -92,7 +140,22 @@ class Controller:
                 "invalid policy, not applied: " + "; ".join(entry.errors),
                 EventType.WARNING,
             )
+        await self.withdraw_forbidden(name, entry.policy)
         await self.status.write(name, entry)
+
+    async def withdraw_forbidden(self, name: str, policy: ProxyHealthPolicy | None) -> None:
+        """Delete the policy's open intents that its new version forbids (deleted, invalid, paused,
+        switched to dry-run, the action disabled, the Service no longer governed by it): an agent
+        that has not applied one yet (down, restarting, slow) must not apply it after the edit."""
+        for tracking in list(self.cluster.intents.values()):
+            if tracking.intent.spec.policy_name != name or tracking.summarized:
+                continue
+            why = _forbidden_by(policy, tracking.intent.spec, self.cluster)
+            if why is None:
+                continue
+            logger.info("intent %s withdrawn: %s", tracking.name, why)
+            await self.finish(tracking, withdrawn=why)
+            await self._delete_intent(tracking)
 
     # --- Services and their EndpointSlices ------------------------------------------------
 
@@ -224,9 +287,10 @@ class Controller:
             "spec": resource_dict(draft.spec),
         }
         try:
-            created = await self.client.create(INTENTS, body)
+            # A throttled or failing API server must not lose a decision: retry, as it asks.
+            created = await with_backoff(lambda: self.client.create(INTENTS, body))
         except ConflictError:
-            return True  # decided already, by this operator or one before it
+            return True  # decided already, by this operator or one before it (or by a retried create)
         intent = RemediationIntent.model_validate(created)
         targets = target_nodes if target_nodes is not None else self._count_targets(policy, draft.spec)
         tracking = self._track(intent, targets)
@@ -303,7 +367,7 @@ class Controller:
             if tracking.complete():
                 await self.finish(tracking)
 
-    async def finish(self, tracking: IntentTracking, *, expired: bool = False) -> None:
+    async def finish(self, tracking: IntentTracking, *, expired: bool = False, withdrawn: str = "") -> None:
         """Write the intent's final status and post its one summary Event."""
         if tracking.summarized:
             return
@@ -318,6 +382,8 @@ class Controller:
         message = summary_message(tracking)
         if expired and not tracking.complete():
             message += f"; {tracking.target_nodes - len(tracking.results)} nodes did not report before expiry"
+        if withdrawn:
+            message += f"; withdrawn before every node applied it: {withdrawn}"
         reason = event_reason(tracking.intent, counts)
         failed = counts.failed or counts.refused or (expired and not tracking.complete())
         subject = self._subject_of(tracking)
@@ -380,6 +446,38 @@ class Controller:
 
     def policy_entry(self, name: str) -> PolicyEntry | None:
         return self.cluster.policies.get(name)
+
+
+_INTENT_ACTIONS = {
+    IntentAction.SET_IPVS_UDP_TIMEOUT: ActionKind.SET_IPVS_UDP_TIMEOUT,
+    IntentAction.ENFORCE_SYSCTLS: ActionKind.ENFORCE_SYSCTLS,
+    IntentAction.RAISE_CONNTRACK_MAX: ActionKind.RAISE_CONNTRACK_MAX,
+}
+
+
+def _forbidden_by(
+    policy: ProxyHealthPolicy | None, spec: RemediationIntentSpec, cluster: Cluster
+) -> str | None:
+    """Why the policy, as it is now, would not have issued this intent; None when it still would."""
+    if policy is None:
+        return f"policy {spec.policy_name} was deleted or is invalid"
+    if policy.paused:
+        return f"policy {spec.policy_name} is paused"
+    if policy.spec.guardrails.dry_run and not spec.dry_run:
+        return f"policy {spec.policy_name} switched to dry-run"
+    if spec.action is IntentAction.FLUSH_STALE_BACKENDS:
+        allowed = set(flush_steps(policy, remove_real_servers=True))
+        if not set(spec.steps) <= allowed:
+            return (
+                f"policy {spec.policy_name} no longer enables {', '.join(sorted(set(spec.steps) - allowed))}"
+            )
+    elif (kind := _INTENT_ACTIONS.get(spec.action)) is not None and not action_enabled(policy, kind):
+        return f"policy {spec.policy_name} no longer enables {kind}"
+    if spec.service is not None:
+        governing = cluster.governing(ServiceRef(spec.service.namespace, spec.service.name))
+        if governing is None or governing.metadata.name != policy.metadata.name:
+            return f"policy {spec.policy_name} no longer governs {spec.service.namespace}/{spec.service.name}"
+    return None
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

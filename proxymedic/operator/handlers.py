@@ -93,6 +93,11 @@ def register(
             prefix=GROUP, key="last-handled-configuration"
         )
 
+    @kopf.on.startup(registry=registry)
+    async def restore_history(**_: Any) -> None:
+        # Before any watch delivers a policy: its entry starts with the restarts of the last hour.
+        await controller.restore_history(controller.recorder.component)
+
     @kopf.on.event(GROUP, VERSION, "proxyhealthpolicies", registry=registry)
     async def policy_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         await controller.policy_event(type, dict(body))
@@ -124,11 +129,19 @@ def register(
         for policy_name, entry in list(controller.cluster.policies.items()):
             await repairs.policy_nodes(policy_name, entry, only=name)
 
+    # A failed sweep (the API server erring) is retried at the next interval, not after Kopf's
+    # default minute: the sweep is what ages findings, expires intents and writes statuses.
     @kopf.timer(
-        GROUP, VERSION, "proxyhealthpolicies", interval=options.housekeeping_interval, registry=registry
+        GROUP,
+        VERSION,
+        "proxyhealthpolicies",
+        interval=options.housekeeping_interval,
+        backoff=options.housekeeping_interval,
+        registry=registry,
     )
     async def housekeeping(name: str, **_: Any) -> None:
         controller.cluster.prune_history(controller.now())
+        repairs.settle_restarts()  # else a finished restart counts against maxConcurrent forever
         await controller.expire_intents()
         entry = controller.cluster.policies.get(name)
         if entry is None:

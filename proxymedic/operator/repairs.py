@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from proxymedic.api.health import FindingType, Freshness
 from proxymedic.api.intent import IntentAction, RemediationIntentSpec
 from proxymedic.api.policy import ProxyHealthPolicy
 from proxymedic.dataplane import sysctl as names
-from proxymedic.kube.client import ApiError, NotFoundError
+from proxymedic.kube.client import ApiError, NotFoundError, with_backoff
 from proxymedic.kube.events import EventType, ObjectRef
 from proxymedic.kube.resources import PODS
 from proxymedic.operator.controller import Controller
@@ -80,7 +81,7 @@ class NodeRepairs:
 
     async def sweep(self) -> None:
         """Re-judge every node against every policy: findings age even when no report changes."""
-        self._restarts_settled()
+        self.settle_restarts()
         for name, entry in list(self.c.cluster.policies.items()):
             if entry.policy is not None:
                 await self.policy_nodes(name, entry)
@@ -311,10 +312,17 @@ class NodeRepairs:
             return False
         for pod in pods:
             meta = pod["metadata"]
-            try:
+
+            async def delete(meta: dict[str, Any] = meta) -> None:
                 await self.c.client.delete(PODS, meta["name"], meta.get("namespace"), uid=meta.get("uid"))
+
+            try:
+                await with_backoff(delete)
             except NotFoundError:
                 continue
+            except ApiError as exc:  # not restarted: the next sweep decides again, within the guardrails
+                logger.warning("cannot delete kube-proxy pod %s on %s: %s", meta["name"], node, exc)
+                return False
         now = self.c.now()
         self.c.cluster.restarts[node] = now
         entry.history.append(ActionRecord(ActionKind.RESTART_KUBE_PROXY, now, node))
@@ -330,7 +338,8 @@ class NodeRepairs:
         )
         return True
 
-    def _restarts_settled(self) -> None:
+    def settle_restarts(self) -> None:
+        """Forget restarts whose kube-proxy synced since (or that are older than RESTART_SETTLE)."""
         now = self.c.now()
         for node, started in list(self.c.cluster.restarts.items()):
             status = self.c.cluster.healths.get(node)

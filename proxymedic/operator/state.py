@@ -68,6 +68,9 @@ class Cluster:
     healths: dict[str, NodeProxyHealthStatus] = field(default_factory=dict)
     intents: dict[str, IntentTracking] = field(default_factory=dict)
     restarts: dict[str, datetime] = field(default_factory=dict)
+    restored_history: dict[str, list[ActionRecord]] = field(default_factory=dict)
+    """Actions of the last hour read back at start (operator/restored.py), taken by each policy's
+    entry when the policy first appears."""
     _revision: int = 0
     """Bumped by every change of a policy, Service or EndpointSlice."""
     _vips: dict[str, tuple[int, ProxyHealthPolicy, dict[VipKey, SelectedVip]]] = field(default_factory=dict)
@@ -81,7 +84,10 @@ class Cluster:
         if raw is None:
             self.policies.pop(name, None)
             return None
-        entry = self.policies.setdefault(name, PolicyEntry(policy=None))
+        entry = self.policies.get(name)
+        if entry is None:
+            restored = self.restored_history.pop(name, [])
+            entry = self.policies[name] = PolicyEntry(policy=None, history=restored)
         entry.generation = (raw.get("metadata") or {}).get("generation")
         entry.status_dirty = True
         try:
@@ -159,12 +165,17 @@ class Cluster:
                 yield service
 
     def selected_nodes(self, policy: ProxyHealthPolicy, now: datetime) -> list[str]:
-        """Nodes the policy selects that have a live agent: the targets of its intents."""
+        """Nodes the policy selects that have a live agent: the targets of its intents.
+
+        A report of a node the cluster does not have (no Node object) is no evidence of anything.
+        """
         selector = policy.spec.nodes.label_selector
         return sorted(
             node
             for node, status in self.healths.items()
-            if now - status.observed_at < AGENT_SILENT_AFTER and selector.matches(self.nodes.get(node, {}))
+            if node in self.nodes
+            and now - status.observed_at < AGENT_SILENT_AFTER
+            and selector.matches(self.nodes[node])
         )
 
     def node_selected(self, policy: ProxyHealthPolicy, node: str, now: datetime) -> bool:
@@ -172,8 +183,9 @@ class Cluster:
         status = self.healths.get(node)
         return (
             status is not None
+            and node in self.nodes
             and now - status.observed_at < AGENT_SILENT_AFTER
-            and policy.spec.nodes.label_selector.matches(self.nodes.get(node, {}))
+            and policy.spec.nodes.label_selector.matches(self.nodes[node])
         )
 
     def selected_vips(self, policy: ProxyHealthPolicy) -> dict[VipKey, SelectedVip]:

@@ -31,7 +31,7 @@ from proxymedic.emulator.resources import kopf_peering_crds
 from proxymedic.emulator.runner import serve
 from proxymedic.emulator.server import KubernetesApiEmulator
 from proxymedic.kube.client import Connection, KubeClient
-from proxymedic.kube.resources import ENDPOINT_SLICES, EVENTS, NODES, PODS, POLICIES, SERVICES
+from proxymedic.kube.resources import ENDPOINT_SLICES, EVENTS, NODES, PODS, POLICIES, SERVICES, Resource
 from proxymedic.operator.controller import Controller, ControllerSettings
 from proxymedic.operator.handlers import OperatorOptions, run_operator
 from proxymedic.sim.coredns import (
@@ -45,6 +45,8 @@ from proxymedic.sim.coredns import (
 )
 from proxymedic.sim.kubeproxy import KubeProxySim, Stall
 from proxymedic.sim.traffic import DnsClient, clients_for
+
+KOPF_PEERINGS = Resource("kopf.dev", "v1", "clusterkopfpeerings", namespaced=False)
 
 __all__ = ["DNS_NAMESPACE", "DNS_SERVICE", "DNS_VIP", "NodeSpec", "World", "WorldSettings"]
 
@@ -139,7 +141,8 @@ class World:
         self.nodes: dict[str, SimNode] = {}
         self.pods = DnsPods(dict.fromkeys(settings.backends, "ready"))
         """Backend IP → ready | terminating (still answering, not ready) | gone."""
-        self._operator: OperatorThread | None = None
+        self._operators: dict[str, OperatorThread] = {}
+        """Running operators by key: ``"operator"``, and any other started with a key of its own."""
         self.agents: dict[str, AgentRunner] = {}
         self.traffic = False
         self._stop = asyncio.Event()
@@ -174,7 +177,8 @@ class World:
 
     async def __aexit__(self, *exc: object) -> None:
         self._stop.set()
-        await self.stop_component("operator")
+        for key in list(self._operators):
+            await self.stop_component(key)
         for key in list(self._components):
             await self.stop_component(key)
         for task in self._tasks:
@@ -215,19 +219,24 @@ class World:
         for name in self.nodes:
             self.start_agent(name)
 
-    def start_operator(self) -> None:
+    def start_operator(self, options: OperatorOptions | None = None, key: str = "operator") -> None:
         """Run ProxyMedic's operator (again): it rebuilds its state from the watches.
 
         It gets a thread and an event loop of its own, as it would get a process: Kopf cancels
-        every task of its loop when it stops, the emulator's too if they shared one.
+        every task of its loop when it stops, the emulator's too if they shared one. Another
+        ``key`` (with options of its own, e.g. peering) runs one more replica beside it.
         """
-        operator = OperatorThread(self.url, self.settings.operator)
-        self._operator = operator
+        operator = OperatorThread(self.url, options or self.settings.operator)
+        self._operators[key] = operator
         operator.start()
 
     @property
     def controller(self) -> Controller | None:
-        return self._operator.controller if self._operator is not None else None
+        return self.controller_of("operator")
+
+    def controller_of(self, key: str) -> Controller | None:
+        operator = self._operators.get(key)
+        return operator.controller if operator is not None else None
 
     def start_agent(self, name: str) -> None:
         """Run the agent of one node (again): a new process has no memory of what it applied."""
@@ -269,11 +278,12 @@ class World:
         )
 
     async def stop_component(self, key: str) -> None:
-        """Stop the operator (``"operator"``) or an agent (``"agent:NODE"``) as a killed process would."""
-        if key == "operator":
-            if self._operator is not None:
-                await asyncio.to_thread(self._operator.stop)
-                self._operator = None
+        """Stop an operator (``"operator"`` or another key) or an agent (``"agent:NODE"``) as a killed
+        process would."""
+        if key in self._operators or not key.startswith("agent:"):
+            operator = self._operators.pop(key, None)
+            if operator is not None:
+                await asyncio.to_thread(operator.stop)
             return
         task = self._components.pop(key)
         self._component_stops.pop(key).set()
@@ -297,6 +307,17 @@ class World:
                 },
             )
             await self._create_kube_proxy_pod(name)
+        options = self.settings.operator
+        if self.settings.with_proxymedic and not options.standalone:
+            # Peering replicas need their ClusterKopfPeering object, as the chart installs it.
+            await self.client.create(
+                KOPF_PEERINGS,
+                {
+                    "apiVersion": "kopf.dev/v1",
+                    "kind": "ClusterKopfPeering",
+                    "metadata": {"name": options.peering_name},
+                },
+            )
         await self.client.create(SERVICES, dns_service(), DNS_NAMESPACE)
         await self.client.create(ENDPOINT_SLICES, self.pods.endpoint_slice(), DNS_NAMESPACE)
         if self.settings.with_proxymedic:

@@ -1,0 +1,62 @@
+"""The guardrails' memory across operator restarts, rebuilt from the operator's own Events.
+
+Cooldowns and hourly budgets count the disruptive actions of the last hour. The operator keeps
+that history in memory, so a restarted (or newly elected) operator would start with none and
+could restart a node's kube-proxy again at once. Every restart it makes is announced by a
+``KubeProxyRestarted`` Event naming the node and the policy; reading those back restores the
+history. Events are the record users already read, so nothing else needs persisting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from proxymedic.operator.guardrails import HOUR, ActionKind, ActionRecord
+
+RESTARTED_REASON = "KubeProxyRestarted"
+_POLICY = re.compile(r"\[policy ([^\]]+)\]\s*$")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def restart_history(
+    events: Iterable[Mapping[str, Any]], component: str, now: datetime
+) -> dict[str, list[ActionRecord]]:
+    """Policy name → the kube-proxy restarts of the last hour that this operator's Events record.
+
+    An Event repeated within ten minutes carries a count instead of a new object: its first
+    repeat is dated at ``firstTimestamp`` and the others at ``lastTimestamp``, the later
+    (stricter) reading of when they happened. Events of other components, other reasons,
+    unreadable times or without a policy are ignored: they are no evidence of a restart.
+    """
+    history: dict[str, list[ActionRecord]] = {}
+    for event in events:
+        if event.get("reason") != RESTARTED_REASON:
+            continue
+        source = event.get("source") or {}
+        if component not in (event.get("reportingComponent"), source.get("component")):
+            continue
+        match = _POLICY.search(str(event.get("message") or ""))
+        node = (event.get("involvedObject") or {}).get("name")
+        first = _parse_time(event.get("firstTimestamp") or event.get("eventTime"))
+        last = _parse_time(event.get("lastTimestamp")) or first
+        count = event.get("count")
+        count = count if isinstance(count, int) and count > 0 else 1
+        if match is None or not isinstance(node, str) or first is None or last is None:
+            continue
+        for index in range(min(count, 100)):  # more than a node's hourly budget ever allows
+            at = first if index == 0 else last
+            if now - at < HOUR:
+                history.setdefault(match[1], []).append(ActionRecord(ActionKind.RESTART_KUBE_PROXY, at, node))
+    return history
