@@ -231,10 +231,17 @@ class KubeClient:
             async for line in response.content:
                 if not line.strip():
                     continue
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object", {})
-                    raise _error_for(int(status.get("code", 500)), status)
+                event = json.loads(line)  # a JSONDecodeError is a ValueError: the caller relists
+                if not (
+                    isinstance(event, dict)
+                    and isinstance(event.get("type"), str)
+                    and isinstance(event.get("object"), dict)
+                ):
+                    raise ValueError(f"malformed watch event: {line[:200]!r}")
+                if event["type"] == "ERROR":
+                    status = event["object"]
+                    code = status.get("code")
+                    raise _error_for(code if isinstance(code, int) else 500, status)
                 yield WatchEvent(event["type"], event["object"])
 
     async def create(self, resource: Resource, obj: JsonObject, namespace: str | None = None) -> JsonObject:
