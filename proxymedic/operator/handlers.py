@@ -122,12 +122,7 @@ def register(
 
     @kopf.on.event(GROUP, VERSION, "nodeproxyhealths", registry=registry)
     async def health_event(type: str | None, body: kopf.Body, name: str, **_: Any) -> None:
-        deleted = type == "DELETED"
-        if controller.cluster.set_health(name, None if deleted else dict(body)) is None:
-            return
-        await controller.collect_results(name)
-        for policy_name, entry in list(controller.cluster.policies.items()):
-            await repairs.policy_nodes(policy_name, entry, only=name)
+        await repairs.on_report(name, None if type == "DELETED" else dict(body))
 
     # A failed sweep (the API server erring) is retried at the next interval, not after Kopf's
     # default minute: the sweep is what ages findings, expires intents and writes statuses.

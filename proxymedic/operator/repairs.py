@@ -39,6 +39,15 @@ class NodeRepairs:
         self._stale: dict[str, set[str]] = {}
         """Policy name → nodes that look stale, kept by node between sweeps (the anomaly breaker's count)."""
 
+    async def on_report(self, node: str, raw: Mapping[str, Any] | None) -> None:
+        """A node's NodeProxyHealth changed (None: deleted): collect its intent results and judge
+        that node alone; a report the models reject is no evidence and changes nothing."""
+        if self.c.cluster.set_health(node, raw) is None:
+            return
+        await self.c.collect_results(node)
+        for policy_name, entry in list(self.c.cluster.policies.items()):
+            await self.policy_nodes(policy_name, entry, only=node)
+
     def _findings(
         self, policy: ProxyHealthPolicy, node: str, selected: Mapping[VipKey, SelectedVip]
     ) -> list[DriftFinding]:

@@ -53,14 +53,10 @@ class Operator:
     client: KubeClient
 
     async def report(self, name: str, body: Mapping[str, Any] | None) -> None:
-        """What the operator's NodeProxyHealth handler does (handlers.health_event), then a sweep."""
-        c = self.controller
-        if c.cluster.set_health(name, None if body is None else dict(body)) is not None:
-            await c.collect_results(name)
-            for policy_name, entry in list(c.cluster.policies.items()):
-                await self.repairs.policy_nodes(policy_name, entry, only=name)
+        """The operator's NodeProxyHealth handler (handlers.health_event calls it), then a sweep."""
+        await self.repairs.on_report(name, None if body is None else dict(body))
         await self.repairs.sweep()
-        await c.drain()
+        await self.controller.drain()
 
     async def actions(self) -> tuple[list[dict[str, Any]], list[str]]:
         intents, _ = await self.client.list(INTENTS)
