@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from proxymedic.runbook.ages import age
+from proxymedic.runbook.snapshot import parse_time
 from proxymedic.sim.coredns import POLICY
 from proxymedic.sim.kubeproxy import Stall
 from proxymedic.sim.traffic import ClientStats
@@ -83,13 +85,6 @@ async def run_scenario(with_proxymedic: bool, timing: Timing = Timing()) -> Scen
     return ScenarioResult(with_proxymedic, stats, started, events)
 
 
-def _age(timestamp: str | None, now: datetime) -> str:
-    if not timestamp:
-        return "<unknown>"
-    seconds = (now - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds()
-    return f"{max(0, int(seconds))}s"
-
-
 def format_events(events: Sequence[Mapping[str, Any]], now: datetime) -> str:
     """Events as ``kubectl get events -A`` prints them."""
     rows = [("NAMESPACE", "LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE")]
@@ -98,7 +93,7 @@ def format_events(events: Sequence[Mapping[str, Any]], now: datetime) -> str:
         rows.append(
             (
                 str(event["metadata"].get("namespace", "")),
-                _age(event.get("lastTimestamp"), now),
+                age(parse_time(event.get("lastTimestamp")), now),
                 str(event.get("type", "")),
                 str(event.get("reason", "")),
                 f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
