@@ -171,8 +171,31 @@ def _check_node(schema: Schema, value: Any, old: Any, path: str) -> Iterator[Cau
             yield Cause(field, f"Invalid value: {render_value(value)}: {_message(spec, value, old)}", reason)
 
 
+_rules_below: dict[int, tuple[Schema, bool]] = {}
+
+
+def _has_rules(schema: Schema) -> bool:
+    """Whether the schema or any schema under it has rules; remembered by identity (schemas are
+    long-lived), so a status write skips the subtrees that have none instead of walking them."""
+    known = _rules_below.get(id(schema))
+    if known is None or known[0] is not schema:
+        children: list[Any] = [
+            *schema.get("properties", {}).values(),
+            schema.get("items"),
+            schema.get("additionalProperties"),
+        ]
+        found = bool(schema.get("x-kubernetes-validations")) or any(
+            _has_rules(child) for child in children if isinstance(child, Mapping)
+        )
+        known = (schema, found)
+        _rules_below[id(schema)] = known
+    return known[1]
+
+
 def check(schema: Schema, value: Any, old: Any = _MISSING, path: str = "") -> list[Cause]:
     """Evaluate every rule in the schema tree against ``value`` (and ``old`` on updates)."""
+    if not _has_rules(schema):
+        return []
     causes = list(_check_node(schema, value, old, path))
     if isinstance(value, dict):
         properties: Mapping[str, Any] = schema.get("properties", {})

@@ -121,3 +121,16 @@ def gone_status(message: str) -> dict[str, Any]:
         "reason": "Expired",
         "code": 410,
     }
+
+
+def continue_expired() -> kmock.KubernetesError:
+    """A list's ``continue`` token older than the kept history, in the server's words."""
+    return kmock.KubernetesError(
+        status=410,
+        reason="Expired",
+        message=(
+            "The provided continue parameter is too old to display a consistent list result. "
+            "You can start a new list without the continue parameter."
+        ),
+        details={},
+    )

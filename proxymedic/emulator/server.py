@@ -9,6 +9,9 @@ with kmock's DSL, which takes priority over the store::
 
 from __future__ import annotations
 
+import base64
+import json
+import sys
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -38,6 +41,20 @@ def _unknown_resource() -> kmock.KubernetesError:
     return kmock.KubernetesError(
         status=404, reason="NotFound", message="the server could not find the requested resource", details={}
     )
+
+
+def _encode_continue(revision: int, after: tuple[str, str]) -> str:
+    raw = json.dumps({"rv": revision, "after": list(after)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        namespace, name = data["after"]
+        return int(data["rv"]), (str(namespace), str(name))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise errors.bad_request(f"invalid continue token: {exc}") from None
 
 
 def _check_rules_compile(schema: Any) -> None:
@@ -182,21 +199,50 @@ class KubernetesApiEmulator(kmock.KubernetesScaffold):
             raise errors.bad_request("the request body must be a JSON object")
         return request.data
 
-    def _list(self, spec: ResourceSpec, items: list[JsonDict]) -> JsonDict:
-        """A list response, stamped with the store's current revision."""
+    def _list(self, spec: ResourceSpec, items: list[JsonDict], metadata: JsonDict | None = None) -> JsonDict:
+        """A list response, stamped with the store's current revision unless ``metadata`` says."""
         return {
             "apiVersion": spec.api_version,
             "kind": f"{spec.kind}List",
-            "metadata": {"resourceVersion": str(self.store.revision)},
+            "metadata": metadata or {"resourceVersion": str(self.store.revision)},
             "items": items,
         }
+
+    def _serve_list(self, spec: ResourceSpec, request: kmock.Request) -> JsonDict:
+        """A list, in pages when the client sends ``limit`` (and ``continue`` for the next ones).
+
+        Every page carries the first page's resourceVersion, as a real server's do. A real server
+        reads every page from that version's snapshot; this one reads later pages from the current
+        state, so an object changed between pages is listed as it is now. A watch started from the
+        list's version replays that change anyway, so a client that lists then watches ends in the
+        same state. A token older than the kept history is refused with 410 Expired.
+        """
+        selection = self._selection(spec, request)
+        limit_text = request.params.get("limit")
+        token = request.params.get("continue")
+        if not limit_text and not token:
+            return self._list(spec, self.store.select(spec, selection))
+        try:
+            limit = int(limit_text) if limit_text else 0
+        except ValueError:
+            raise errors.bad_request(f"invalid limit {limit_text!r}: must be an integer") from None
+        revision, after = _decode_continue(token) if token else (self.store.revision, None)
+        if self.store.is_expired(revision):
+            raise errors.continue_expired()
+        items, last, remaining = self.store.select_page(
+            spec, selection, after=after, limit=limit if limit > 0 else sys.maxsize
+        )
+        metadata: JsonDict = {"resourceVersion": str(revision)}
+        if last is not None:
+            metadata["continue"] = _encode_continue(revision, last)
+            metadata["remainingItemCount"] = remaining
+        return self._list(spec, items, metadata)
 
     def _serve_get(self, request: kmock.Request) -> kmock.Payload:
         if request.params.get("watch", "").lower() in _TRUE:
             return self._serve_watch(request)
         if request.name is None:
-            spec = self._target(request, "list")
-            return self._list(spec, self.store.select(spec, self._selection(spec, request)))
+            return self._serve_list(self._target(request, "list"), request)
         spec = self._target(request, "get")
         return self.store.get(spec, request.namespace, request.name)
 

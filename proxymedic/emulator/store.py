@@ -67,6 +67,25 @@ class Subscription:
     queue: asyncio.Queue[WatchEvent | None] = dataclasses.field(default_factory=asyncio.Queue)
 
 
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON document: dicts, lists and immutable scalars.
+
+    Several times faster than ``copy.deepcopy``, which the store called for every write; anything
+    that is not JSON still goes through ``copy.deepcopy``.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {key: item if type(item) in _SCALARS else copy_json(item) for key, item in value.items()}
+    if kind is list:
+        return [item if type(item) in _SCALARS else copy_json(item) for item in value]
+    if kind in _SCALARS:
+        return value
+    return copy.deepcopy(value)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -105,10 +124,30 @@ class ObjectStore:
         bucket = self._objects[spec.key]
         return [bucket[key] for key in sorted(bucket) if selection.matches(bucket[key])]
 
+    def select_page(
+        self, spec: ResourceSpec, selection: Selection, *, after: ObjectKey | None, limit: int
+    ) -> tuple[list[JsonDict], ObjectKey | None, int]:
+        """At most ``limit`` matching objects whose key sorts after ``after``.
+
+        Returns them, the key to continue after (None when nothing is left) and how many
+        matching objects remain beyond this page (the list's ``remainingItemCount``).
+        """
+        bucket = self._objects[spec.key]
+        keys = [
+            key for key in sorted(bucket) if (after is None or key > after) and selection.matches(bucket[key])
+        ]
+        page = keys[:limit]
+        remaining = len(keys) - len(page)
+        return [bucket[key] for key in page], (page[-1] if remaining else None), remaining
+
+    def is_expired(self, revision: int) -> bool:
+        """Whether changes since ``revision`` are no longer all in the history (410 Gone)."""
+        return revision < self._horizon
+
     # Writing.
 
     def create(self, spec: ResourceSpec, namespace: str | None, body: JsonDict) -> JsonDict:
-        obj = copy.deepcopy(body)
+        obj = copy_json(body)
         metadata: JsonDict = obj.setdefault("metadata", {})
         if spec.namespaced:
             if metadata.get("namespace") not in (None, "", namespace):
@@ -165,7 +204,7 @@ class ObjectStore:
                 "metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update"
             )
             raise errors.invalid(spec, name, [cause])
-        return self._update(spec, old, copy.deepcopy(body), subresource=subresource)
+        return self._update(spec, old, copy_json(body), subresource=subresource)
 
     def patch(
         self,
@@ -179,7 +218,7 @@ class ObjectStore:
     ) -> JsonDict:
         old = self.get(spec, namespace, name)
         try:
-            candidate = copy.deepcopy(patching.apply_patch(old, patch, content_type))
+            candidate = copy_json(patching.apply_patch(old, patch, content_type))
         except patching.PatchError as exc:
             raise errors.unprocessable(spec, name, str(exc)) from exc
         return self._update(spec, old, candidate, subresource=subresource)
@@ -199,7 +238,7 @@ class ObjectStore:
         if old["metadata"].get("finalizers"):
             if old["metadata"].get("deletionTimestamp"):
                 return old
-            obj = copy.deepcopy(old)
+            obj = copy_json(old)
             obj["metadata"].update(deletionTimestamp=_now(), deletionGracePeriodSeconds=0)
             return self._commit(spec, obj, old)
         return self._remove(spec, old)
@@ -221,7 +260,7 @@ class ObjectStore:
             raise errors.conflict(spec, name)
 
         if subresource == "status":
-            obj = copy.deepcopy(old)
+            obj = copy_json(old)
             if "status" in candidate:
                 obj["status"] = candidate["status"]
             else:
@@ -265,7 +304,7 @@ class ObjectStore:
 
     def _remove(self, spec: ResourceSpec, old: JsonDict) -> JsonDict:
         self._revision += 1
-        obj = copy.deepcopy(old)
+        obj: JsonDict = copy_json(old)
         obj["metadata"]["resourceVersion"] = str(self._revision)
         del self._objects[spec.key][(obj["metadata"].get("namespace") or "", obj["metadata"]["name"])]
         self._publish(WatchEvent(self._revision, spec.key, "DELETED", obj, old))
