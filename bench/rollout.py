@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.cluster import Cluster, ClusterSettings, count_by, percentile
+from bench.footprint import cpu_seconds
 from proxymedic.sim.kubeproxy import Stall
 from proxymedic.sim.traffic import ClientStats
 from proxymedic.sim.world import DNS_VIP
@@ -24,6 +25,20 @@ class Timing:
     surge_wait: float = 1.0
     lameduck: float = 2.0
     settle: float = 10.0
+
+
+async def _operator_quiet(cluster: Cluster, below: float = 20.0, within: float = 120.0) -> float:
+    """Seconds until the operator process used less than ``below`` % of a core over one second."""
+    if cluster.operator is None:
+        return 0.0
+    pid = cluster.operator.pid
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        before, at = cpu_seconds(pid), time.monotonic()
+        await asyncio.sleep(1.0)
+        if 100 * (cpu_seconds(pid) - before) / (time.monotonic() - at) < below:
+            break
+    return time.monotonic() - started
 
 
 def _merge(stats: list[ClientStats]) -> dict[str, Any]:
@@ -85,6 +100,9 @@ async def run(
             # with reports that a real cluster does not send.
             for runner in cluster.runners.values():
                 runner.agent.settings.heartbeat = production_heartbeat
+        # The rollout starts on a quiet control plane: the reports of a shortened heartbeat (or of
+        # thousands of agents starting) still queued at the operator are not a rollout's cost.
+        quiet_after = await _operator_quiet(cluster)
         cluster.stall()
         started = time.time()
         series_from = started - timing.steady
@@ -129,6 +147,7 @@ async def run(
             "query_interval": settings.query_interval,
             "clients_per_node": settings.clients_per_node,
             "ready_after": ready_after,
+            "quiet_after": quiet_after,
             "rollout_seconds": ended - started,
             "run_seconds": time.monotonic() - t_build,
             "dns": {

@@ -180,7 +180,8 @@ async def scale_benchmarks(plan: Plan, log: list[str]) -> list[dict[str, Any]]:
             f"  repair latency over {lat['count']} node results: p50 {ms(lat['p50'])}, p99 {ms(lat['p99'])}, "
             f"max {ms(lat['max'])}; intent seen by the agents "
             + ", ".join(f"{ip} +{ms(v)}" for ip, v in lat["intent_seen_after"].items())
-            + f"; agents ready after {result['ready_after']:.0f}s",
+            + f"; agents ready after {result['ready_after']:.0f}s, operator quiet after "
+            + f"{result['quiet_after']:.0f}s more",
         )
         steady = result["steady"]
         say(

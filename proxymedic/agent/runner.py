@@ -35,9 +35,10 @@ def _decided_at(obj: object) -> str:
 
 
 def _without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
+    kind = type(value)  # exact types: the input is model_dump's JSON, and this runs on every report
+    if kind is dict:
         return {key: _without_nulls(item) for key, item in value.items() if item is not None}
-    if isinstance(value, list):
+    if kind is list:
         return [_without_nulls(item) for item in value]
     return value
 
@@ -45,9 +46,12 @@ def _without_nulls(value: Any) -> Any:
 def _merge_patch(value: Any) -> Any:
     """Objects keep their nulls (a merge patch deletes those keys); lists are replaced whole, so
     their items carry no nulls."""
-    if isinstance(value, dict):
+    kind = type(value)
+    if kind is dict:
         return {key: _merge_patch(item) for key, item in value.items()}
-    return _without_nulls(value)
+    if kind is list:
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 def status_patch(status: NodeProxyHealthStatus) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import ipaddress
 import logging
+import re
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -151,16 +152,58 @@ def _context(value: Any, old: Any) -> cel.Context:
     return cel.Context(variables, EXTRA_FUNCTIONS)
 
 
+_SCALARS = frozenset({str, int, float, bool})
+
+
+@functools.lru_cache(maxsize=1024)
+def _fields_used(rule: str) -> frozenset[str] | None:
+    """The fields of ``self`` a rule names as ``self.<field>``; None when it uses ``self`` any
+    other way (``self == …``, ``self['x']``, ``size(self)``), which needs all of them."""
+    if re.search(r"\bself\b(?!\.[A-Za-z_])", rule) or re.search(r"\bself\.[A-Za-z_][A-Za-z0-9_]*\s*\(", rule):
+        return None  # ``self`` as a whole, or a macro on it (``self.all(…)``, ``self.size()``)
+    return frozenset(re.findall(r"\bself\.([A-Za-z_][A-Za-z0-9_]*)", rule))
+
+
+def _narrowed(rule: str, value: dict[str, Any]) -> dict[str, Any]:
+    """The object with only the fields the rule reads: converting a whole object into CEL values
+    (the root rule of every NodeProxyHealth write) cost more than the rest of its admission.
+    Absent fields stay absent, so ``has(self.x)`` keeps its meaning."""
+    used = _fields_used(rule)
+    if used is None:
+        return value
+    return {key: item for key, item in value.items() if key in used}
+
+
+def _evaluate(compiled: CompiledRule, value: Any, old: Any) -> tuple[Any, str | None]:
+    try:
+        return compiled.program.execute(_context(value, old)), None
+    except Exception as exc:
+        return None, str(exc)
+
+
+@functools.lru_cache(maxsize=65536, typed=True)
+def _on_scalar(rule: str, value: str | int | float | bool) -> tuple[Any, str | None]:
+    """A rule on a scalar (``isIP(self)`` on every address of every report) depends on the value
+    alone: evaluate it once per value, not once per write."""
+    compiled = compile_rule(rule)
+    assert compiled is not None
+    return _evaluate(compiled, value, _MISSING)
+
+
 def _check_node(schema: Schema, value: Any, old: Any, path: str) -> Iterator[Cause]:
     for spec in schema.get("x-kubernetes-validations", ()):
         compiled = compile_rule(spec["rule"])
         if compiled is None or (compiled.transition and old is _MISSING):
             continue
         field = path + str(spec.get("fieldPath", ""))
-        try:
-            passed = compiled.program.execute(_context(value, old))
-        except Exception as exc:  # a runtime error in a rule rejects the object on a server too
-            yield Cause(field, f"Invalid value: {render_value(value)}: rule evaluation failed: {exc}")
+        if not compiled.transition and type(value) in _SCALARS:
+            passed, error = _on_scalar(spec["rule"], value)
+        elif not compiled.transition and type(value) is dict:
+            passed, error = _evaluate(compiled, _narrowed(spec["rule"], value), old)
+        else:
+            passed, error = _evaluate(compiled, value, old)
+        if error is not None:  # a runtime error in a rule rejects the object on a server too
+            yield Cause(field, f"Invalid value: {render_value(value)}: rule evaluation failed: {error}")
             continue
         if passed is not True:
             reason = {
