@@ -138,6 +138,11 @@ async def run(
             bins[second] = bins.get(second, 0) + 1
         series = [(t, bins.get(t, 0)) for t in range(int(series_from - started), int(ended - started) + 1)]
         restarts = sum(node.kube_proxy.restarts for node in cluster.nodes.values())
+        restarts_by_kind: dict[str, int] = {}
+        for node in cluster.nodes.values():
+            restarts_by_kind[node.kind.name] = (
+                restarts_by_kind.get(node.kind.name, 0) + node.kube_proxy.restarts
+            )
         ticks = sorted(cluster.tick_seconds)
         result: dict[str, Any] = {
             "label": label,
@@ -171,6 +176,7 @@ async def run(
                 "by_kind": count_by(rollout_writes),
             },
             "kube_proxy_restarts": restarts,
+            "kube_proxy_restarts_by_kind": restarts_by_kind,
             "write_series": series,
             "tick_p50": percentile(ticks, 50),
             "vip": DNS_VIP,

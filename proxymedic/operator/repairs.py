@@ -115,7 +115,7 @@ class NodeRepairs:
                 findings[only] = self._findings(policy, only, selected)
             else:
                 findings.pop(only, None)
-            nodes = list(findings)
+            nodes = []  # a report acts on its node only (below); the sweep's node list is not needed
         self._judged[name] = (policy, findings)
         if only is None or name not in self._stale:
             self._stale[name] = set(entry.ladder.restart_candidates(findings, now))
@@ -125,7 +125,7 @@ class NodeRepairs:
             if only in findings:
                 self._stale[name] |= entry.ladder.restart_candidates({only: findings[only]}, now)
         stale = frozenset(self._stale[name])
-        view = ClusterView(len(nodes), stale, frozenset(self.c.cluster.restarts))
+        view = ClusterView(len(findings), stale, frozenset(self.c.cluster.restarts))
         await self._breaker(policy, entry, view)
         for node in [only] if only is not None else nodes:
             if node not in findings:
