@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import operator_flood
 from bench.cluster import ClusterSettings, NodeKind
 from bench.footprint import agent_footprint, operator_footprint
 from bench.rollout import STATUS_WRITE, Timing, run
@@ -214,6 +215,22 @@ async def scale_benchmarks(plan: Plan, log: list[str]) -> list[dict[str, Any]]:
     return results
 
 
+async def operator_benchmarks(plan: Plan, log: list[str]) -> list[dict[str, Any]]:
+    """The operator's part of the latency alone, quiet and while every node reports."""
+    results = []
+    for nodes in plan.scales:
+        if nodes < 1000 and plan is FULL:
+            continue
+        say(
+            log,
+            f"Operator alone at {nodes} nodes: slice change to intent, quiet and while every node reports",
+        )
+        result = await operator_flood.measure(nodes, changes=5)
+        say(log, "  " + operator_flood.describe(result))
+        results.append(result)
+    return results
+
+
 async def footprint_benchmarks(plan: Plan, log: list[str]) -> dict[str, Any]:
     say(log, f"Operator footprint: {plan.services} Services, {plan.services * 10} endpoints, churn ...")
     operator = await operator_footprint(
@@ -278,7 +295,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-SECTIONS = ("dns", "scale", "footprint")
+SECTIONS = ("dns", "scale", "operator", "footprint")
 
 
 async def main_async(plan: Plan, only: set[str], previous: dict[str, Any] | None) -> dict[str, Any]:
@@ -290,6 +307,7 @@ async def main_async(plan: Plan, only: set[str], previous: dict[str, Any] | None
     benches: dict[str, Callable[[Plan, list[str]], Awaitable[Any]]] = {
         "dns": dns_benchmarks,
         "scale": scale_benchmarks,
+        "operator": operator_benchmarks,
         "footprint": footprint_benchmarks,
     }
     for section, bench in benches.items():
@@ -312,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small scales: a few minutes")
     parser.add_argument("--out", type=Path, help="where to write results, plots and the doc")
     parser.add_argument(
-        "--only", default="dns,scale,footprint", help="comma-separated subset of dns,scale,footprint"
+        "--only", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS)
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)

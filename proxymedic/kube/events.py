@@ -21,6 +21,8 @@ logger = logging.getLogger("proxymedic.events")
 
 CLUSTER_SCOPED_EVENT_NAMESPACE = "default"
 AGGREGATION_WINDOW = timedelta(minutes=10)
+FORGET_EVERY = timedelta(minutes=1)
+"""How often Events older than the aggregation window are forgotten (they are never matched)."""
 MESSAGE_LIMIT = 1024
 
 
@@ -77,6 +79,7 @@ class EventRecorder:
         self._component = component
         self._instance = instance
         self._posted: dict[tuple[str, str, str, str], _Posted] = {}
+        self._forgotten_at: datetime | None = None
 
     @property
     def component(self) -> str:
@@ -135,7 +138,11 @@ class EventRecorder:
             logger.warning("cannot post Event %s %s on %s: %s", reason, message[:200], about.name, exc)
             return event
         self._posted[key] = _Posted(name=name, namespace=namespace, count=1, last=now)
-        self._forget_older_than(now - AGGREGATION_WINDOW)
+        if self._forgotten_at is None or now - self._forgotten_at >= FORGET_EVERY:
+            # Not on every post: with an Event per node, a walk over every Event posted on each post
+            # made a sweep over thousands of nodes quadratic.
+            self._forgotten_at = now
+            self._forget_older_than(now - AGGREGATION_WINDOW)
         return created
 
     def _forget_older_than(self, horizon: datetime) -> None:

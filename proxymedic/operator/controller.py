@@ -77,6 +77,7 @@ class Controller:
         self.status = PolicyStatusWriter(client, recorder, self.cluster, clock)
         self._pending: dict[ServiceRef, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._evaluating = 0
         self._holds_posted: dict[tuple[str, str, str], datetime] = {}
 
     async def restore_history(self, component: str) -> None:
@@ -174,7 +175,21 @@ class Controller:
 
     def _due(self, ref: ServiceRef) -> None:
         self._pending.pop(ref, None)
-        self.spawn(self.evaluate_service(ref))
+        self._evaluating += 1
+        self.spawn(self._evaluate_counted(ref))
+
+    async def _evaluate_counted(self, ref: ServiceRef) -> None:
+        try:
+            await self.evaluate_service(ref)
+        finally:
+            self._evaluating -= 1
+
+    async def decided(self) -> None:
+        """Return once no EndpointSlice change is waiting to become intents (node reports wait)."""
+        while True:  # polled: a change decided within a few ms needs no more machinery than this
+            if not self._pending and not self._evaluating:
+                return
+            await asyncio.sleep(self.settings.coalesce_window / 10)
 
     async def evaluate_service(self, ref: ServiceRef) -> None:
         """Compare the Service's in-use backends with those at the last decision, and act on the dead."""
@@ -270,9 +285,11 @@ class Controller:
         *,
         service: ServiceRef | None = None,
         target_nodes: int | None = None,
+        view: ClusterView | None = None,
     ) -> bool:
-        """Guard the decision and create its intent; False when held."""
-        verdict = self.guard(policy, proposal)
+        """Guard the decision and create its intent; False when held. A sweep passes the view it
+        computed once: computing it again for each node's step made the sweep quadratic."""
+        verdict = self.guard(policy, proposal, view)
         if not verdict.allowed:
             await self.hold(policy, proposal, verdict, subject)
             return False
