@@ -308,7 +308,10 @@ def _latency(results: dict[str, Any], plots: dict[str, str]) -> str:
         "of a core. The first pod's 5,000 result reports are still being served when the second pod's "
         "EndpointSlice changes, so the second intent reaches the agents seconds late (the second value in "
         '"Intent delivered"): the emulator and the agents serialized in one process, not the operator. '
-        "The operator's own part at this scale, without simulated agents, is measured below.\n"
+        "Every hop of that second intent (the EndpointSlice patch, the watch event to the operator, its "
+        "create, the watch event back) waits in that process's queue, so the 5,000-node figure varies "
+        "widely from run to run (p99 4.5 s in the previous full run, before the changes below). The "
+        "operator's own part at this scale, without simulated agents, is measured below.\n"
     )
     if "latency" in plots:
         lines.append(f"![Repair latency per node]({plots['latency']})\n")
@@ -446,7 +449,11 @@ def _dns(results: dict[str, Any], plots: dict[str, str]) -> str:
         "restarted kube-proxy, which waits for the policy's minimum observation (2 s here) of the "
         "missing real servers: the clients of those nodes lose queries for that long (the table's "
         '"most lost by one client"). With graceful termination the restart happens while the old pod '
-        "still answers, and nothing is lost.\n"
+        "still answers, and nothing is lost. With a minimum observation of 1 s (the last table) the "
+        "restart comes before the second old pod dies (the restarts by kind of node under each table "
+        "show whether a healthy node's kube-proxy was restarted too). A shorter observation gives a "
+        "kube-proxy that merely lags less time before it is restarted: the trade-off is the policy's "
+        "(`guardrails.minObservation`, 30 s by default).\n"
     )
     if "dns" in plots:
         lines.append(f"![Failed DNS queries per kind of node]({plots['dns']})\n")

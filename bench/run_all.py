@@ -332,10 +332,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS)
     )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="run nothing: write the plots, the doc and the README table again from results.json",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     plan = QUICK if args.quick else FULL
     out: Path = args.out or (Path("/tmp/proxymedic-bench-quick") if args.quick else ROOT / "docs")
+    if args.render_only:
+        from bench.report import write_all
+
+        write_all(json.loads((out / "benchmarks" / "results.json").read_text()), out)
+        print(f"Plots and the report written again under {out}")
+        return 0
     only = set(args.only.split(","))
     previous_file = out / "benchmarks" / "results.json"
     previous = None

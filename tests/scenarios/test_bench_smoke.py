@@ -30,9 +30,27 @@ async def test_a_tiny_rollout_runs_and_reports(tmp_path: Path) -> None:
     result["steady"] = steady_rate(result, 1.0)
     result["rollout_rate"] = 1.0
     result["status_writes_per_node"] = 1.0
+    # The same run stands in for the DNS runs: without, with, and a policy variant run only with.
+    dns = [
+        {**result, "mode": "killed outright", "with_proxymedic": False, "lameduck": 0.0},
+        {**result, "mode": "killed outright", "min_observation": "2s", "lameduck": 0.0},
+        {**result, "mode": "killed outright, minObservation 1 s", "min_observation": "1s", "lameduck": 0.0},
+    ]
     write_all(
-        {"machine": machine(), "plan": {}, "log": ["x"], "seconds": 1.0, "command": "c", "scale": [result]},
+        {
+            "machine": machine(),
+            "plan": {},
+            "log": ["x"],
+            "seconds": 1.0,
+            "command": "c",
+            "scale": [result],
+            "dns": dns,
+        },
         tmp_path,
     )
     assert (tmp_path / "benchmarks" / "repair_latency.png").stat().st_size > 0
-    assert "Repair latency" in (tmp_path / "benchmarks.md").read_text()
+    assert (tmp_path / "benchmarks" / "dns_failures.png").stat().st_size > 0
+    doc = (tmp_path / "benchmarks.md").read_text()
+    assert "Repair latency" in doc
+    assert "### killed outright, minObservation 1 s" in doc
+    assert "The policy's minimum observation is 1s instead of 2 s" in doc
