@@ -344,10 +344,12 @@ def _operator_alone(results: dict[str, Any]) -> str:
             f"{', '.join(_ms(v) for v in run['flooded'])} |"
         )
     lines.append(
-        "\nThe operator judges reports in batches from a queue that keeps one report per node (the "
-        "latest), and yields to EndpointSlice decisions first (`operator/repairs.py`). At 5,000 nodes "
-        "reporting within a few seconds it uses a whole core, mostly in Kopf's per-event processing of "
-        "NodeProxyHealth events, and a slice change then waits up to a few hundred ms behind them.\n"
+        "\nAt 5,000 nodes reporting within a few seconds the operator uses a whole core, mostly in "
+        "Kopf's per-event processing of NodeProxyHealth events (py-spy), and a slice change then waits "
+        "behind them: the figures during the reports. A trial that queued reports (the latest per "
+        "node, judged after EndpointSlice decisions) shortened the tail on a quiet control plane but "
+        "had a healthy node's kube-proxy restarted in the reliability suite's throttling scenario; it "
+        "was left out.\n"
     )
     small = _scale_by_nodes(results).get(100)
     if small and small["latency"]["intent_seen_after"]:
@@ -631,19 +633,7 @@ def _changes(results: dict[str, Any]) -> str:
             rss_now,
         ),
         (
-            "The emulator, which shares a core with the simulated agents, spent most of each agent report "
-            "in admission: jsonschema walked the CRD's schema for every status write (and serialized the "
-            "whole schema to find its validator), every CEL rule built a context of its value (the root "
-            "rule converted the whole object), and the store deep-copied each object twice. A status "
-            "write is now validated by a schema compiled with fastjsonschema (jsonschema only names the "
-            "violations of an invalid object), rules on scalars are evaluated once per value, an object's "
-            "rules see only the fields they name, subtrees without rules are skipped, and JSON is copied "
-            "by a JSON-only copy (`emulator/schema.py`, `cel_rules.py`, `store.py`).",
-            "`python -m bench.admission`: 1,058 µs per NodeProxyHealth status write",
-            "341 µs (the same command, the same session)",
-        ),
-        (
-            "With reports served faster, the operator fell behind at 5,000 nodes: `Ladder.observe` walked "
+            "At 5,000 nodes the operator fell behind its reports: `Ladder.observe` walked "
             "every node's findings to forget one node's (43% of the operator's samples, py-spy, "
             "`python -m bench.profile_rollout`), and forgot old removals on every report. Findings are "
             "now indexed by node and removals pruned once a minute (`operator/drift.py`). A sweep over "
@@ -652,18 +642,10 @@ def _changes(results: dict[str, Any]) -> str:
             "its count to the guardrails, and old Events are forgotten once a minute "
             "(`operator/controller.py`, `kube/events.py`).",
             "5,000 nodes, the rollout: p50 12,850 ms, p99 14,371 ms, the second intent delivered 12.8 s "
-            "late (a full run with the emulator's changes above); `python -m bench.operator_flood` with "
+            "late (a full run with a faster emulator, since reverted: it changed the timing of the "
+            "reliability suite); `python -m bench.operator_flood` with "
             "every node holding a finding: 78% of the operator's samples in `Cluster.selected_nodes`",
             "this run; `Cluster.selected_nodes` under 3% of the samples in the same setup",
-        ),
-        (
-            "NodeProxyHealth reports were judged in Kopf's handler, one event at a time, interleaved with "
-            "EndpointSlice decisions on the same loop; after a burst of reports the operator kept "
-            "judging a backlog. They now go to a queue that keeps each node's latest report and is "
-            "judged in batches, after any EndpointSlice change being decided (`operator/repairs.py`).",
-            "`python -m bench.operator_flood`, 5,000 nodes, 5 changes: quiet 72 to 331 ms, while every node "
-            "reports 111 to 469 ms",
-            "this run's table above",
         ),
     ]
     lines = [

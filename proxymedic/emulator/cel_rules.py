@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import ipaddress
 import logging
-import re
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -152,58 +151,16 @@ def _context(value: Any, old: Any) -> cel.Context:
     return cel.Context(variables, EXTRA_FUNCTIONS)
 
 
-_SCALARS = frozenset({str, int, float, bool})
-
-
-@functools.lru_cache(maxsize=1024)
-def _fields_used(rule: str) -> frozenset[str] | None:
-    """The fields of ``self`` a rule names as ``self.<field>``; None when it uses ``self`` any
-    other way (``self == …``, ``self['x']``, ``size(self)``), which needs all of them."""
-    if re.search(r"\bself\b(?!\.[A-Za-z_])", rule) or re.search(r"\bself\.[A-Za-z_][A-Za-z0-9_]*\s*\(", rule):
-        return None  # ``self`` as a whole, or a macro on it (``self.all(…)``, ``self.size()``)
-    return frozenset(re.findall(r"\bself\.([A-Za-z_][A-Za-z0-9_]*)", rule))
-
-
-def _narrowed(rule: str, value: dict[str, Any]) -> dict[str, Any]:
-    """The object with only the fields the rule reads: converting a whole object into CEL values
-    (the root rule of every NodeProxyHealth write) cost more than the rest of its admission.
-    Absent fields stay absent, so ``has(self.x)`` keeps its meaning."""
-    used = _fields_used(rule)
-    if used is None:
-        return value
-    return {key: item for key, item in value.items() if key in used}
-
-
-def _evaluate(compiled: CompiledRule, value: Any, old: Any) -> tuple[Any, str | None]:
-    try:
-        return compiled.program.execute(_context(value, old)), None
-    except Exception as exc:
-        return None, str(exc)
-
-
-@functools.lru_cache(maxsize=65536, typed=True)
-def _on_scalar(rule: str, value: str | int | float | bool) -> tuple[Any, str | None]:
-    """A rule on a scalar (``isIP(self)`` on every address of every report) depends on the value
-    alone: evaluate it once per value, not once per write."""
-    compiled = compile_rule(rule)
-    assert compiled is not None
-    return _evaluate(compiled, value, _MISSING)
-
-
 def _check_node(schema: Schema, value: Any, old: Any, path: str) -> Iterator[Cause]:
     for spec in schema.get("x-kubernetes-validations", ()):
         compiled = compile_rule(spec["rule"])
         if compiled is None or (compiled.transition and old is _MISSING):
             continue
         field = path + str(spec.get("fieldPath", ""))
-        if not compiled.transition and type(value) in _SCALARS:
-            passed, error = _on_scalar(spec["rule"], value)
-        elif not compiled.transition and type(value) is dict:
-            passed, error = _evaluate(compiled, _narrowed(spec["rule"], value), old)
-        else:
-            passed, error = _evaluate(compiled, value, old)
-        if error is not None:  # a runtime error in a rule rejects the object on a server too
-            yield Cause(field, f"Invalid value: {render_value(value)}: rule evaluation failed: {error}")
+        try:
+            passed = compiled.program.execute(_context(value, old))
+        except Exception as exc:  # a runtime error in a rule rejects the object on a server too
+            yield Cause(field, f"Invalid value: {render_value(value)}: rule evaluation failed: {exc}")
             continue
         if passed is not True:
             reason = {
@@ -214,31 +171,8 @@ def _check_node(schema: Schema, value: Any, old: Any, path: str) -> Iterator[Cau
             yield Cause(field, f"Invalid value: {render_value(value)}: {_message(spec, value, old)}", reason)
 
 
-_rules_below: dict[int, tuple[Schema, bool]] = {}
-
-
-def _has_rules(schema: Schema) -> bool:
-    """Whether the schema or any schema under it has rules; remembered by identity (schemas are
-    long-lived), so a status write skips the subtrees that have none instead of walking them."""
-    known = _rules_below.get(id(schema))
-    if known is None or known[0] is not schema:
-        children: list[Any] = [
-            *schema.get("properties", {}).values(),
-            schema.get("items"),
-            schema.get("additionalProperties"),
-        ]
-        found = bool(schema.get("x-kubernetes-validations")) or any(
-            _has_rules(child) for child in children if isinstance(child, Mapping)
-        )
-        known = (schema, found)
-        _rules_below[id(schema)] = known
-    return known[1]
-
-
 def check(schema: Schema, value: Any, old: Any = _MISSING, path: str = "") -> list[Cause]:
     """Evaluate every rule in the schema tree against ``value`` (and ``old`` on updates)."""
-    if not _has_rules(schema):
-        return []
     causes = list(_check_node(schema, value, old, path))
     if isinstance(value, dict):
         properties: Mapping[str, Any] = schema.get("properties", {})

@@ -9,10 +9,9 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import fastjsonschema
 import jsonschema
 
 from proxymedic.emulator.errors import Cause
@@ -164,36 +163,12 @@ def _cause(error: jsonschema.ValidationError) -> Cause:
 
 
 @functools.lru_cache(maxsize=128)
-def _validators(schema_json: str) -> tuple[Callable[[Any], Any], jsonschema.Draft4Validator]:
-    """A compiled check for the common case (the object is valid) and the validator that names
-    every violation when it is not. fastjsonschema generates Python code for the schema and is
-    tens of times faster than jsonschema, which walks it for every object; formats are not
-    checked by either (the server checks few, and the CRDs declare none that matter)."""
-    json_schema = to_json_schema(json.loads(schema_json))
-    return fastjsonschema.compile(json_schema, use_formats=False), jsonschema.Draft4Validator(json_schema)
-
-
-_by_identity: dict[int, tuple[Schema, tuple[Callable[[Any], Any], jsonschema.Draft4Validator]]] = {}
-
-
-def _validators_of(schema: Schema) -> tuple[Callable[[Any], Any], jsonschema.Draft4Validator]:
-    # Serializing a CRD's schema to find its validators cost more than validating a small object;
-    # schemas are long-lived, so remember them by identity (holding a reference keeps ids unique).
-    known = _by_identity.get(id(schema))
-    if known is None or known[0] is not schema:
-        known = (schema, _validators(json.dumps(schema, sort_keys=True)))
-        _by_identity[id(schema)] = known
-    return known[1]
+def _validator(schema_json: str) -> jsonschema.Draft4Validator:
+    return jsonschema.Draft4Validator(to_json_schema(json.loads(schema_json)))
 
 
 def validate(schema: Schema, value: Any) -> list[Cause]:
     """All OpenAPI violations of ``value``, in a stable order (by field path)."""
-    fast, validator = _validators_of(schema)
-    try:
-        fast(value)
-    except fastjsonschema.JsonSchemaException:
-        pass  # not valid: the slow validator names every violation
-    else:
-        return []
+    validator = _validator(json.dumps(schema, sort_keys=True))
     causes = [_cause(error) for error in validator.iter_errors(value)]
     return sorted(causes, key=lambda cause: cause.field)

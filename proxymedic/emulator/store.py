@@ -67,25 +67,6 @@ class Subscription:
     queue: asyncio.Queue[WatchEvent | None] = dataclasses.field(default_factory=asyncio.Queue)
 
 
-def copy_json(value: Any) -> Any:
-    """A deep copy of a JSON document: dicts, lists and immutable scalars.
-
-    Several times faster than ``copy.deepcopy``, which the store called for every write; anything
-    that is not JSON still goes through ``copy.deepcopy``.
-    """
-    kind = type(value)
-    if kind is dict:
-        return {key: item if type(item) in _SCALARS else copy_json(item) for key, item in value.items()}
-    if kind is list:
-        return [item if type(item) in _SCALARS else copy_json(item) for item in value]
-    if kind in _SCALARS:
-        return value
-    return copy.deepcopy(value)
-
-
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
 def _now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -147,7 +128,7 @@ class ObjectStore:
     # Writing.
 
     def create(self, spec: ResourceSpec, namespace: str | None, body: JsonDict) -> JsonDict:
-        obj = copy_json(body)
+        obj = copy.deepcopy(body)
         metadata: JsonDict = obj.setdefault("metadata", {})
         if spec.namespaced:
             if metadata.get("namespace") not in (None, "", namespace):
@@ -204,7 +185,7 @@ class ObjectStore:
                 "metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update"
             )
             raise errors.invalid(spec, name, [cause])
-        return self._update(spec, old, copy_json(body), subresource=subresource)
+        return self._update(spec, old, copy.deepcopy(body), subresource=subresource)
 
     def patch(
         self,
@@ -218,7 +199,7 @@ class ObjectStore:
     ) -> JsonDict:
         old = self.get(spec, namespace, name)
         try:
-            candidate = copy_json(patching.apply_patch(old, patch, content_type))
+            candidate = copy.deepcopy(patching.apply_patch(old, patch, content_type))
         except patching.PatchError as exc:
             raise errors.unprocessable(spec, name, str(exc)) from exc
         return self._update(spec, old, candidate, subresource=subresource)
@@ -238,7 +219,7 @@ class ObjectStore:
         if old["metadata"].get("finalizers"):
             if old["metadata"].get("deletionTimestamp"):
                 return old
-            obj = copy_json(old)
+            obj = copy.deepcopy(old)
             obj["metadata"].update(deletionTimestamp=_now(), deletionGracePeriodSeconds=0)
             return self._commit(spec, obj, old)
         return self._remove(spec, old)
@@ -260,7 +241,7 @@ class ObjectStore:
             raise errors.conflict(spec, name)
 
         if subresource == "status":
-            obj = copy_json(old)
+            obj = copy.deepcopy(old)
             if "status" in candidate:
                 obj["status"] = candidate["status"]
             else:
@@ -304,7 +285,7 @@ class ObjectStore:
 
     def _remove(self, spec: ResourceSpec, old: JsonDict) -> JsonDict:
         self._revision += 1
-        obj: JsonDict = copy_json(old)
+        obj = copy.deepcopy(old)
         obj["metadata"]["resourceVersion"] = str(self._revision)
         del self._objects[spec.key][(obj["metadata"].get("namespace") or "", obj["metadata"]["name"])]
         self._publish(WatchEvent(self._revision, spec.key, "DELETED", obj, old))

@@ -77,7 +77,6 @@ class Controller:
         self.status = PolicyStatusWriter(client, recorder, self.cluster, clock)
         self._pending: dict[ServiceRef, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._evaluating = 0
         self._holds_posted: dict[tuple[str, str, str], datetime] = {}
 
     async def restore_history(self, component: str) -> None:
@@ -175,21 +174,7 @@ class Controller:
 
     def _due(self, ref: ServiceRef) -> None:
         self._pending.pop(ref, None)
-        self._evaluating += 1
-        self.spawn(self._evaluate_counted(ref))
-
-    async def _evaluate_counted(self, ref: ServiceRef) -> None:
-        try:
-            await self.evaluate_service(ref)
-        finally:
-            self._evaluating -= 1
-
-    async def decided(self) -> None:
-        """Return once no EndpointSlice change is waiting to become intents (node reports wait)."""
-        while True:  # polled: a change decided within a few ms needs no more machinery than this
-            if not self._pending and not self._evaluating:
-                return
-            await asyncio.sleep(self.settings.coalesce_window / 10)
+        self.spawn(self.evaluate_service(ref))
 
     async def evaluate_service(self, ref: ServiceRef) -> None:
         """Compare the Service's in-use backends with those at the last decision, and act on the dead."""

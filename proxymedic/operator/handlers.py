@@ -123,17 +123,9 @@ def register(
     async def intent_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         await controller.intent_event(type, dict(body))
 
-    @kopf.on.startup(registry=registry)
-    async def start_judging_reports(**_: Any) -> None:
-        repairs.start()
-
-    @kopf.on.cleanup(registry=registry)
-    async def stop_judging_reports(**_: Any) -> None:
-        await repairs.stop()
-
     @kopf.on.event(GROUP, VERSION, "nodeproxyhealths", registry=registry)
     async def health_event(type: str | None, body: kopf.Body, name: str, **_: Any) -> None:
-        repairs.queue_report(name, None if type == "DELETED" else dict(body))
+        await repairs.on_report(name, None if type == "DELETED" else dict(body))
 
     # A failed sweep (the API server erring) is retried at the next interval, not after Kopf's
     # default minute: the sweep is what ages findings, expires intents and writes statuses.

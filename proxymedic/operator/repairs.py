@@ -6,8 +6,6 @@ operator does it, never the agent, and only when every guardrail allows.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
@@ -32,60 +30,14 @@ RESTART_SETTLE = timedelta(minutes=5)
 """A restart counts as in progress until kube-proxy reports a fresh sync, or for this long."""
 
 
-REPORT_BATCH = 50
-"""Reports judged between two yields to the event loop."""
-
-
 class NodeRepairs:
     def __init__(self, controller: Controller) -> None:
         self.c = controller
-        self._queued: dict[str, Mapping[str, Any] | None] = {}
-        self._queue_filled = asyncio.Event()
-        self._judging: asyncio.Task[None] | None = None
         self._announced: set[tuple[str, str]] = set()
         self._judged: dict[str, tuple[ProxyHealthPolicy, dict[str, list[DriftFinding]]]] = {}
         """Policy name → (the policy judged with, node → its findings when last judged)."""
         self._stale: dict[str, set[str]] = {}
         """Policy name → nodes that look stale, kept by node between sweeps (the anomaly breaker's count)."""
-
-    def start(self) -> None:
-        if self._judging is None:
-            self._judging = asyncio.get_running_loop().create_task(self.judge_reports(), name="judge-reports")
-
-    async def stop(self) -> None:
-        if self._judging is not None:
-            self._judging.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._judging
-            self._judging = None
-
-    def queue_report(self, node: str, raw: Mapping[str, Any] | None) -> None:
-        """Take a report for ``judge_reports``; a node's newer report replaces one not judged yet."""
-        self._queued.pop(node, None)  # to the end of the queue: reports are judged in arrival order
-        self._queued[node] = raw
-        self._queue_filled.set()
-
-    async def judge_reports(self) -> None:
-        """Judge queued reports, in batches, for as long as the operator runs.
-
-        After a rollout step every node reports its result within seconds. Judged one per Kopf
-        event, 5,000 reports saturated the operator's event loop, and the next EndpointSlice change
-        waited among them before it became an intent. Here a slice change being decided goes first,
-        and a node that reported twice meanwhile is judged once, on its latest report.
-        """
-        while True:
-            await self._queue_filled.wait()
-            self._queue_filled.clear()
-            while self._queued:
-                await self.c.decided()
-                for _ in range(min(REPORT_BATCH, len(self._queued))):
-                    node = next(iter(self._queued))
-                    raw = self._queued.pop(node)
-                    try:
-                        await self.on_report(node, raw)
-                    except Exception:  # one report must not stop the judging of every later one
-                        logger.exception("judging the report of node %s failed", node)
-                await asyncio.sleep(0)
 
     async def on_report(self, node: str, raw: Mapping[str, Any] | None) -> None:
         """A node's NodeProxyHealth changed (None: deleted): collect its intent results and judge

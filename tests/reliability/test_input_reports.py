@@ -53,8 +53,7 @@ class Operator:
     client: KubeClient
 
     async def report(self, name: str, body: Mapping[str, Any] | None) -> None:
-        """The work done for each NodeProxyHealth event (handlers.health_event queues the report,
-        NodeRepairs.judge_reports runs this on it), then a sweep."""
+        """The operator's NodeProxyHealth handler (handlers.health_event calls it), then a sweep."""
         await self.repairs.on_report(name, None if body is None else dict(body))
         await self.repairs.sweep()
         await self.controller.drain()
