@@ -302,15 +302,15 @@ def _latency(results: dict[str, Any], plots: dict[str, str]) -> str:
         "status writes of the agents that finished compete with the ones still working. On a cluster "
         "each agent does that work on its own node, after its own watch delivered the intent.\n\n"
         "At 5,000 nodes the benchmark's process saturates: `python -m bench.profile_rollout` samples both "
-        "processes with py-spy during one rollout. In a development run after the changes below, the "
-        "benchmark's process was busy all the time (38% of its samples in the emulator's request handling, "
-        "35% in the agents' sensing and reporting, 4% in handling intents); the operator used about a third "
-        "of a core. The first pod's 5,000 result reports are still being served when the second pod's "
-        "EndpointSlice changes, so the second intent reaches the agents seconds late (the second value in "
+        "processes with py-spy during one rollout. In development runs after the changes below, the "
+        "benchmark's process was busy all the time, most of it in the emulator's request handling and the "
+        "agents' sensing and reporting, little in handling intents; the operator used about a third of a "
+        "core. The first pod's 5,000 result reports are still being served when the second pod's "
+        "EndpointSlice changes, so the second intent reaches the agents late (the second value in "
         '"Intent delivered"): the emulator and the agents serialized in one process, not the operator. '
         "Every hop of that second intent (the EndpointSlice patch, the watch event to the operator, its "
         "create, the watch event back) waits in that process's queue, so the 5,000-node figure varies "
-        "widely from run to run (p99 4.5 s in the previous full run, before the changes below). The "
+        "widely from run to run (p99 4.5 s in the previous published run, before the changes below). The "
         "operator's own part at this scale, without simulated agents, is measured below.\n"
     )
     if "latency" in plots:
