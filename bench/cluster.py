@@ -65,6 +65,10 @@ OLD_BACKENDS = ("10.244.100.10", "10.244.100.11")
 NEW_BACKENDS = ("10.244.100.20", "10.244.100.21")
 
 
+PRODUCTION_POLICY: dict[str, Any] = {key: value for key, value in POLICY.items() if key != "guardrails"}
+"""The CoreDNS policy with the default guardrails (the demo's 2 s minimum observation removed)."""
+
+
 @attrs.define(kw_only=True)
 class CountingEmulator(KubernetesApiEmulator):
     """The emulator, recording every write request (time, method, resource plural, subresource)."""

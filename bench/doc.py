@@ -36,7 +36,7 @@ def _scale_by_nodes(results: dict[str, Any]) -> dict[int, dict[str, Any]]:
     return {run["nodes"]: run for run in results.get("scale") or []}
 
 
-def _without_run(dns: list[dict[str, Any]], run: dict[str, Any]) -> dict[str, Any]:
+def without_run(dns: list[dict[str, Any]], run: dict[str, Any]) -> dict[str, Any]:
     """The run without ProxyMedic to compare ``run`` with: the same mode, or for a variant that only
     changes the policy, the run with the same termination (without ProxyMedic no policy applies)."""
     same_mode = [r for r in dns if r["mode"] == run["mode"] and not r["with_proxymedic"]]
@@ -68,7 +68,7 @@ def summary(results: dict[str, Any]) -> list[str]:
     for run in dns:
         if not run["with_proxymedic"]:
             continue
-        without = _without_run(dns, run)
+        without = without_run(dns, run)
         lost_with = sum(k["failed"] for k in run["dns"].values())
         lost_without = sum(k["failed"] for k in without["dns"].values())
         worst = max(k["max_failed_per_client"] for k in run["dns"].values())
@@ -399,7 +399,7 @@ def _dns(results: dict[str, Any], plots: dict[str, str]) -> str:
     for mode in dict.fromkeys(r["mode"] for r in dns):
         runs = {r["with_proxymedic"]: r for r in dns if r["mode"] == mode}
         if False not in runs:
-            runs[False] = _without_run(dns, runs[True])
+            runs[False] = without_run(dns, runs[True])
         lines.append(f"### {mode}\n")
         if runs[True].get("min_observation") not in (None, "2s"):
             lines.append(

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import OperatorProcess
+from bench.cluster import PRODUCTION_POLICY, OperatorProcess
 from bench.footprint import cpu_seconds
 from proxymedic.api.crd import KINDS, build_crd
 from proxymedic.emulator.runner import serve
@@ -29,7 +29,6 @@ from proxymedic.emulator.server import KubernetesApiEmulator
 from proxymedic.sim.coredns import (
     DNS_NAMESPACE,
     DNS_VIP,
-    POLICY,
     SLICE_NAME,
     DnsPods,
     dns_service,
@@ -90,8 +89,7 @@ class _Setup:
         self.store.create(self.slices, DNS_NAMESPACE, self.pods.endpoint_slice())
         # The policy's default guardrails, as in the scale runs (the demo's 2 s minimum observation
         # would have the operator remove, node by node, real servers that reports list for a moment).
-        policy = {key: value for key, value in POLICY.items() if key != "guardrails"}
-        self.store.create(self.policies, None, {"metadata": {"name": "coredns"}, "spec": policy})
+        self.store.create(self.policies, None, {"metadata": {"name": "coredns"}, "spec": PRODUCTION_POLICY})
 
     def report(self, node: str, round_: int, leaving: str | None = None) -> None:
         """The node's report: the pods in use as real servers, less the one about to leave (its

@@ -66,9 +66,9 @@ def _plots(results: dict[str, Any], img: Path) -> dict[str, str]:
         for ax, mode in zip(axes, modes, strict=True):
             runs = {r["with_proxymedic"]: r for r in dns if r["mode"] == mode}
             if False not in runs:  # a variant of the policy: without ProxyMedic no policy applies
-                runs[False] = next(
-                    r for r in dns if r["lameduck"] == runs[True]["lameduck"] and not r["with_proxymedic"]
-                )
+                from bench.doc import without_run
+
+                runs[False] = without_run(dns, runs[True])
             kinds = list(runs[False]["dns"])
             xs = range(len(kinds))
             for offset, (with_pm, label) in enumerate(((False, "without"), (True, "with ProxyMedic"))):

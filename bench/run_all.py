@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import operator_flood
-from bench.cluster import ClusterSettings, NodeKind
+from bench.cluster import PRODUCTION_POLICY, ClusterSettings, NodeKind
 from bench.footprint import agent_footprint, operator_footprint
 from bench.rollout import STATUS_WRITE, Timing, run
 from proxymedic.sim.coredns import POLICY
@@ -102,7 +102,6 @@ def dns_settings(nodes: int, with_proxymedic: bool, min_observation: str | None 
 def scale_settings(nodes: int, heartbeat: float) -> ClusterSettings:
     """Production settings of the agent (10 s sensing, 1 s write coalescing) and the policy's
     default guardrails; only the heartbeat is shortened (the figure is scaled to 300 s)."""
-    policy = {key: value for key, value in POLICY.items() if key != "guardrails"}
     return ClusterSettings(
         kinds=[NodeKind("healthy", nodes)],
         with_proxymedic=True,
@@ -110,7 +109,7 @@ def scale_settings(nodes: int, heartbeat: float) -> ClusterSettings:
         query_interval=0.5,
         heartbeat=heartbeat,
         housekeeping="5s",
-        policy=policy,
+        policy=PRODUCTION_POLICY,
     )
 
 
