@@ -17,6 +17,8 @@ import pytest
 from proxymedic.api.health import FindingType, NodeProxyHealthStatus
 from proxymedic.operator.drift import detect
 from proxymedic.operator.state import Cluster
+from proxymedic.runbook.diagnose import step_real_servers
+from proxymedic.runbook.report import Verdict
 from tests.expectation.cases import CASES, Case
 from tests.expectation.manifests import NAMESPACE, NODE_IPV4, NODE_NAMES, NODES, W1, W3, VirtualServerRow
 from tests.unit.factories import policy
@@ -156,3 +158,36 @@ def test_a_draining_tcp_real_server_is_not_stale_but_a_udp_one_is() -> None:
     ]
     rows = [row for row in case.expected[W3] if row[1] != 53]
     assert findings(case, W3, report(rows, draining)) == [(FindingType.STALE_REAL_SERVER, "10.244.3.99")]
+
+
+def selection_of(case: Case) -> tuple[Cluster, Any]:
+    cluster = cluster_of(case)
+    entry = cluster.policies["coredns"]
+    assert entry.policy is not None
+    return cluster, cluster.selected_vips(entry.policy)
+
+
+def test_services_that_look_the_same_from_every_node_are_computed_once() -> None:
+    _, selection = selection_of(BY_NAME["multi-port-dns"])
+    assert selection.on(W1) is selection.on(W3)
+
+
+def test_node_dependent_answers_are_kept_until_the_node_changes() -> None:
+    cluster, selection = selection_of(BY_NAME["topology-zone-hints"])
+    first = selection.on(W1)
+    assert selection.on(W1) is first
+    moved = next(node for node in NODES if node["metadata"]["name"] == W1)
+    moved = {**moved, "metadata": {**moved["metadata"], "labels": {"topology.kubernetes.io/zone": "zone-b"}}}
+    cluster.set_node(moved, deleted=False)
+    again = selection.on(W1)
+    assert again is not first
+    assert again[("10.96.10.17", 80, "TCP")].expected == {"10.244.2.171", "10.244.2.172"}
+
+
+@pytest.mark.parametrize("name", ["dual-stack", "internal-traffic-policy-local", "topology-zone-hints"])
+def test_diagnose_compares_real_servers_with_what_the_node_should_have(name: str) -> None:
+    case = BY_NAME[name]
+    _, selection = selection_of(case)
+    for node in NODE_NAMES:
+        step = step_real_servers(report(case.expected[node]), dict(selection.on(node)))
+        assert step.verdict is Verdict.OK, (node, step.summary)
