@@ -5,7 +5,10 @@ The cluster looks like a three-worker kind cluster (dual-stack): nodes ``kind-wo
 pods in 10.244.0.0/16 and fd00:10:244::/56, Services in 10.96.0.0/16 and fd00:10:96::/112.
 Services have no selector and their EndpointSlices are managed by ``expect.proxymedic.io``, so
 a real cluster's EndpointSlice controller leaves them as written; load-balancer ingress lives in
-``status`` and is written through the status subresource.
+``status`` and is written through the status subresource. Service addresses avoid those a
+cluster allocates itself (10.96.0.1 for ``kubernetes``, 10.96.0.10 for DNS), whose virtual
+servers the kernel also shows: compare against ``proxymedic expect`` read from that cluster,
+or keep only the matrix's addresses.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def node(name: str) -> Manifest:
 
 
 NODES = [node(name) for name in NODE_NAMES]
+NAMESPACE_MANIFEST: Manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
 
 
 def port(

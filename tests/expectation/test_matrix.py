@@ -10,7 +10,7 @@ import pytest
 
 from proxymedic.expectation import expect_from_objects
 from tests.expectation.cases import CASES, Case
-from tests.expectation.manifests import NODE_NAMES, NODES, VirtualServerRow
+from tests.expectation.manifests import NAMESPACE_MANIFEST, NODE_NAMES, NODES, VirtualServerRow
 
 pytestmark = pytest.mark.unit
 
@@ -67,8 +67,13 @@ def test_all_cases_in_one_cluster_give_the_union(node: str) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_the_manifests_are_valid_kubernetes_objects(case: Case) -> None:
-    for manifest in [*case.manifests, *NODES]:
+    for manifest in [NAMESPACE_MANIFEST, *case.manifests, *NODES]:
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+
+def test_no_case_takes_an_address_a_cluster_allocates_itself() -> None:
+    addresses = {row[0] for case in CASES for rows in case.expected.values() for row in rows}
+    assert not addresses & {"10.96.0.1", "10.96.0.10", "fd00:10:96::1", "fd00:10:96::a"}
 
 
 def test_a_node_without_a_node_object_has_no_node_ports_and_no_zone() -> None:

@@ -145,7 +145,7 @@ def test_a_draining_tcp_real_server_is_not_stale_but_a_udp_one_is() -> None:
     case = BY_NAME["multi-port-dns"]
     draining = [
         {
-            "vip": "10.96.0.10",
+            "vip": "10.96.10.1",
             "port": 53,
             "protocol": protocol,
             "realServers": [
