@@ -64,7 +64,7 @@ class ServiceSpec:
     """Ingress IPs in VIP mode; ``ipMode: Proxy`` ingress is the load balancer's business."""
     internal_policy_local: bool
     external_policy_local: bool
-    """``externalTrafficPolicy: Local`` on a Service reachable from outside (as the API helper
+    """``externalTrafficPolicy: Local`` on a Service reachable from outside (as the API function
     ExternalPolicyLocal: type NodePort or LoadBalancer, or externalIPs set)."""
 
     @property

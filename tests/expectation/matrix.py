@@ -1,4 +1,4 @@
-"""A case of the expectation matrix, and the helpers the case modules share."""
+"""A case of the expectation matrix, and the builders the case modules share."""
 
 from __future__ import annotations
 
