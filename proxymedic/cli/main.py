@@ -13,7 +13,7 @@ import yaml
 
 from proxymedic import __version__
 from proxymedic.api.errors import InvalidObjectError, parse_object
-from proxymedic.cli import crds, reference, run, runbook_commands
+from proxymedic.cli import crds, expect, reference, run, runbook_commands
 
 
 def _validate(paths: Sequence[Path]) -> int:
@@ -72,6 +72,7 @@ def build_parser(prog: str = "proxymedic") -> argparse.ArgumentParser:
     reference_cmd.add_argument("--check", action="store_true", help="exit 1 if the file differs")
 
     runbook_commands.add_commands(commands)
+    expect.add_command(commands)
     demo_cmd = commands.add_parser("demo", help="run the embedded demo (no cluster needed)")
     demo_cmd.add_argument(
         "--session",
@@ -90,6 +91,8 @@ def main(argv: Sequence[str] | None = None, *, clock: Callable[[], datetime] | N
     match args.command:
         case "status" | "diagnose" | "explain":
             return runbook_commands.run(args, prog, clock)
+        case "expect":
+            return expect.run(args, prog)
         case "crds":
             directories = args.output_dir or list(crds.DEFAULT_DIRECTORIES)
             return max(crds.run(directory, args.check) for directory in directories)
