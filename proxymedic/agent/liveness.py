@@ -47,16 +47,19 @@ def in_use(slices: Iterable[Mapping[str, Any]]) -> InUse:
     ready: set[str] = set()
     serving_terminating: set[str] = set()
     for slice_obj in slices:
-        for endpoint in slice_obj.get("endpoints") or []:
+        endpoints = slice_obj.get("endpoints") if isinstance(slice_obj, Mapping) else None
+        for endpoint in endpoints if isinstance(endpoints, list) else []:
             if not isinstance(endpoint, Mapping):
                 continue
-            conditions = endpoint.get("conditions") or {}
+            conditions = endpoint.get("conditions")
+            conditions = conditions if isinstance(conditions, Mapping) else {}
             # Absent conditions mean ready and serving (discovery.k8s.io/v1); kube-proxy reads
             # `ready` alone for readiness, whatever `terminating` says.
             is_ready = conditions.get("ready") is not False
             serving = conditions.get("serving", is_ready) is not False
             terminating = conditions.get("terminating") is True
-            addresses = {a for a in map(_canonical, endpoint.get("addresses") or []) if a}
+            listed = endpoint.get("addresses")
+            addresses = {a for a in map(_canonical, listed if isinstance(listed, list) else []) if a}
             if is_ready:
                 ready |= addresses
             elif serving and terminating:

@@ -47,6 +47,17 @@ def test_in_use(endpoints: list[Any], expected: InUse) -> None:
     assert in_use([{"endpoints": endpoints}]) == expected
 
 
+def test_hostile_slices_are_skipped() -> None:
+    hostile: list[Any] = [
+        "junk",
+        7,
+        None,
+        {"endpoints": "x"},
+        {"endpoints": [{"conditions": [], "addresses": "x"}]},
+    ]
+    assert in_use(hostile) == InUse()
+
+
 def test_udp_keeps_only_what_kube_proxy_programs_tcp_keeps_draining_too() -> None:
     now = InUse(frozenset({A}), frozenset({B}))
     assert now.kept("UDP") == {A}
