@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,6 +24,7 @@ from proxymedic.operator.backends import (
     parse_slice,
     resolve_target_port,
 )
+from proxymedic.operator.causality import Evidence
 from proxymedic.operator.drift import Ladder, SelectedVip, VipKey
 from proxymedic.operator.guardrails import HOUR, ActionRecord
 from proxymedic.operator.planner import covering_policy
@@ -66,6 +67,8 @@ class Cluster:
     """Node name → labels."""
     node_uids: dict[str, str] = field(default_factory=dict)
     healths: dict[str, NodeProxyHealthStatus] = field(default_factory=dict)
+    evidence: Evidence = field(default_factory=Evidence)
+    """The sensing rounds seen of each node, and the rounds seen when backends and nodes changed."""
     intents: dict[str, IntentTracking] = field(default_factory=dict)
     restarts: dict[str, datetime] = field(default_factory=dict)
     restored_history: dict[str, list[ActionRecord]] = field(default_factory=dict)
@@ -113,17 +116,23 @@ class Cluster:
         self.services[ref] = info
         return ref
 
-    def set_slice(self, raw: Mapping[str, Any], deleted: bool) -> ServiceRef | None:
+    def set_slice(
+        self, raw: Mapping[str, Any], deleted: bool, now: datetime | None = None
+    ) -> ServiceRef | None:
         self._revision += 1
         parsed = parse_slice(raw)
         if parsed is None:
             return None
         ref, name, state = parsed
         endpoints = self.endpoints.setdefault(ref, ServiceEndpoints())
+        before = endpoints.in_use()
         if deleted:
             endpoints.slices.pop(name, None)
         else:
             endpoints.slices[name] = state
+        # Backends that became live or dead (all live ones at first sight: they may have just become
+        # so): reports the operator already holds were sensed before the change and prove nothing of it.
+        self.evidence.backends_changed(ref, before ^ endpoints.in_use(), now or datetime.now(UTC))
         return ref
 
     def set_node(self, raw: Mapping[str, Any], deleted: bool) -> None:
@@ -136,15 +145,18 @@ class Cluster:
         self.nodes[name] = dict(meta.get("labels") or {})
         self.node_uids[name] = str(meta.get("uid", ""))
 
-    def set_health(self, node: str, raw: Mapping[str, Any] | None) -> NodeProxyHealthStatus | None:
+    def set_health(
+        self, node: str, raw: Mapping[str, Any] | None, now: datetime | None = None
+    ) -> NodeProxyHealthStatus | None:
         if raw is None:
             self.healths.pop(node, None)
+            self.evidence.forget_node(node)
             return None
         try:
             health = NodeProxyHealth.model_validate(raw)
         except ValidationError:
             return None  # a report the models reject is no evidence of anything
-        if health.status is None:
+        if health.status is None or not self.evidence.seen(node, health.status, now or datetime.now(UTC)):
             return None
         self.healths[node] = health.status
         return health.status
@@ -220,3 +232,4 @@ class Cluster:
     def prune_history(self, now: datetime) -> None:
         for entry in self.policies.values():
             entry.history = [record for record in entry.history if now - record.at < HOUR]
+        self.evidence.prune({ref: endpoints.in_use() for ref, endpoints in self.endpoints.items()}, now)
