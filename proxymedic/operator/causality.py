@@ -4,11 +4,12 @@ Each agent numbers its sensing rounds from 1 within an incarnation (one run of t
 puts both in every report. When the operator makes or learns of a change (a backend becomes
 live or dead, it restarts a node's kube-proxy), it keeps a *baseline*: the latest round it had
 seen of each incarnation of each node. A report is evidence about the state after the change
-only when it was sensed in a later round of an incarnation the baseline knows, or in a later
-round than the first report the operator saw of an incarnation that appeared after the change
-(that first report may have been sensed before the change). A report without a round (an older
-agent) is never evidence against a change. No timestamp of the agent is compared with the
-operator's clock: they are two machines.
+only when it was sensed in a later round of the node's current incarnation at the change (the
+one that appeared last), or in a later round than the first report the operator saw of an
+incarnation that appeared after the change (that first report may have been sensed before the
+change). An incarnation that an other one had replaced before the change never counts against
+it, nor does a report without a round (an older agent). No timestamp of the agent is compared
+with the operator's clock: they are two machines.
 """
 
 from __future__ import annotations
@@ -49,14 +50,15 @@ def sensed(status: NodeProxyHealthStatus) -> Sensed | None:
 
 def _bounded(rounds: dict[str, int]) -> dict[str, int]:
     while len(rounds) > MAX_INCARNATIONS:
-        del rounds[next(iter(rounds))]  # insertion order is recency: the oldest incarnation goes
+        del rounds[next(iter(rounds))]  # in the order they appeared: the oldest incarnation goes
     return rounds
 
 
 @dataclass
 class Evidence:
     latest: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Node → incarnation → the latest round seen. Replaced, never mutated: baselines share them."""
+    """Node → incarnation (in the order they appeared) → the latest round seen. Replaced, never
+    mutated: baselines share them."""
     first: dict[str, dict[str, int]] = field(default_factory=dict)
     """Node → incarnation → the first round the operator saw of it."""
     backends: dict[tuple[ServiceRef, str], tuple[Baseline, datetime]] = field(default_factory=dict)
@@ -80,7 +82,7 @@ class Evidence:
             return False
         if known != round_.round:
             self.received[node] = now
-            updated = {inc: n for inc, n in latest.items() if inc != round_.incarnation}
+            updated = dict(latest)  # an incarnation keeps its place: the last one is the current one
             updated[round_.incarnation] = round_.round
             self.latest[node] = _bounded(updated)
         first = self.first.setdefault(node, {})
@@ -115,7 +117,10 @@ class Evidence:
             return False
         known = baseline.get(node, {})
         if round_.incarnation in known:
-            return round_.round > known[round_.incarnation]
+            current = list(known)[
+                -1
+            ]  # the one that appeared last: a replaced agent's late report is no evidence
+            return round_.incarnation == current and round_.round > known[round_.incarnation]
         first = self.first.get(node, {}).get(round_.incarnation)  # appeared after the change
         return first is not None and round_.round > first
 

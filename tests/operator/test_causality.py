@@ -210,7 +210,9 @@ def test_a_previous_incarnation_never_counts_against_a_later_change() -> None:
     evidence.seen(NODE, status("b", 1), T0)
     evidence.backends_changed(DNS, [NEW], T0)
     assert not evidence.counts(NODE, status("a", 7), DNS, NEW)
+    assert not evidence.counts(NODE, status("a", 8), DNS, NEW), "a late write of the replaced agent"
     assert not evidence.counts(NODE, status("b", 1), DNS, NEW)
+    evidence.seen(NODE, status("a", 8), T0)  # a rolling update overlapped them: b stays the current one
     assert evidence.counts(NODE, status("b", 2), DNS, NEW)
 
 
