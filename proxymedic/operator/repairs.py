@@ -39,6 +39,8 @@ class NodeRepairs:
         """Policy name → (the policy judged with, node → its findings when last judged)."""
         self._stale: dict[str, set[str]] = {}
         """Policy name → nodes that look stale, kept by node between sweeps (the anomaly breaker's count)."""
+        self._restarting: set[str] = set()
+        """Nodes whose kube-proxy restart is being decided or carried out now."""
 
     async def on_report(self, node: str, raw: Mapping[str, Any] | None) -> None:
         """A node's NodeProxyHealth changed (None: deleted): collect its intent results and judge
@@ -298,6 +300,20 @@ class NodeRepairs:
         return IntentDraft(intent_name(prefix, ",".join(nodes), now.isoformat()), spec)
 
     async def _restart(
+        self, policy: ProxyHealthPolicy, entry: PolicyEntry, step: Step, view: ClusterView
+    ) -> bool:
+        """One restart decision per node at a time: a report and a sweep that judge the node together
+        both pass the guardrails before either records its restart, and the second would delete the
+        pod again (or the one its DaemonSet just recreated)."""
+        if step.node in self._restarting:
+            return False
+        self._restarting.add(step.node)
+        try:
+            return await self._restart_now(policy, entry, step, view)
+        finally:
+            self._restarting.discard(step.node)
+
+    async def _restart_now(
         self, policy: ProxyHealthPolicy, entry: PolicyEntry, step: Step, view: ClusterView
     ) -> bool:
         """Delete the node's kube-proxy pod if the guardrails allow; True when decided (done or dry-run)."""
