@@ -74,6 +74,8 @@ class Cluster:
     restored_history: dict[str, list[ActionRecord]] = field(default_factory=dict)
     """Actions of the last hour read back at start (operator/restored.py), taken by each policy's
     entry when the policy first appears."""
+    _slice_versions: dict[tuple[ServiceRef, str], tuple[str, int]] = field(default_factory=dict)
+    """(Service, slice name) → the uid and generation of the version held."""
     _revision: int = 0
     """Bumped by every change of a policy, Service or EndpointSlice."""
     _vips: dict[str, tuple[int, ProxyHealthPolicy, dict[VipKey, SelectedVip]]] = field(default_factory=dict)
@@ -124,6 +126,8 @@ class Cluster:
         if parsed is None:
             return None
         ref, name, state = parsed
+        if self._older_slice(ref, name, raw, deleted):
+            return None
         endpoints = self.endpoints.setdefault(ref, ServiceEndpoints())
         before = endpoints.in_use()
         if deleted:
@@ -134,6 +138,23 @@ class Cluster:
         # so): reports the operator already holds were sensed before the change and prove nothing of it.
         self.evidence.backends_changed(ref, before ^ endpoints.in_use(), now or datetime.now(UTC))
         return ref
+
+    def _older_slice(self, ref: ServiceRef, name: str, raw: Mapping[str, Any], deleted: bool) -> bool:
+        """Whether this is an older version of a slice than the one held: a lagging cache's list, or
+        the watch replayed after it. Judged, it would turn live backends dead again (the API server
+        raises an EndpointSlice's generation on every change of its endpoints)."""
+        meta = raw.get("metadata") or {}
+        uid, generation = meta.get("uid"), meta.get("generation")
+        if deleted:
+            self._slice_versions.pop((ref, name), None)
+            return False
+        if not isinstance(uid, str) or not isinstance(generation, int):
+            return False
+        held = self._slice_versions.get((ref, name))
+        if held is not None and held[0] == uid and generation < held[1]:
+            return True
+        self._slice_versions[(ref, name)] = (uid, generation)
+        return False
 
     def set_node(self, raw: Mapping[str, Any], deleted: bool) -> None:
         meta = raw.get("metadata") or {}

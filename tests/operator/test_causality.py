@@ -25,6 +25,7 @@ from proxymedic.operator.backends import ServiceRef
 from proxymedic.operator.causality import Evidence, Sensed
 from proxymedic.operator.controller import Controller
 from proxymedic.operator.repairs import NodeRepairs
+from proxymedic.operator.state import Cluster
 from proxymedic.sim.coredns import DnsPods, dns_service
 from tests.contract.test_crd_parity import CRDS
 
@@ -233,3 +234,20 @@ def test_baselines_of_long_gone_backends_are_pruned() -> None:
     assert set(evidence.backends) == {(DNS, LIVE)}
     assert Sensed("a", 2).after(Sensed("a", 1))
     assert not Sensed("b", 2).after(Sensed("a", 1))
+
+
+@pytest.mark.unit
+def test_an_older_version_of_an_endpoint_slice_is_not_taken_back() -> None:
+    cluster = Cluster()
+    before = DnsPods({DEAD: "ready"}).endpoint_slice()
+    before["metadata"].update(uid="slice-1", generation=3)
+    after = DnsPods({DEAD: "gone", NEW: "ready"}).endpoint_slice()
+    after["metadata"].update(uid="slice-1", generation=4)
+    assert cluster.set_slice(after, deleted=False, now=T0) == DNS
+    # A lagging list serves generation 3 again: NEW must not turn dead (nor DEAD live) on it.
+    assert cluster.set_slice(before, deleted=False, now=T0) is None
+    assert cluster.endpoints[DNS].in_use() == {NEW}
+    recreated = DnsPods({DEAD: "ready"}).endpoint_slice()
+    recreated["metadata"].update(uid="slice-2", generation=1)
+    assert cluster.set_slice(recreated, deleted=False, now=T0) == DNS, "a new slice of the same name"
+    assert cluster.endpoints[DNS].in_use() == {DEAD}
