@@ -187,3 +187,21 @@ async def test_the_agent_skips_intents_for_other_nodes_expired_or_malformed() ->
     assert result.outcome is IntentOutcome.APPLIED
     assert await agent.on_intent(mine.model_dump(mode="json", by_alias=True)) is None, "applied once"
     assert [r.intent for r in agent.recent_results()] == ["kube-dns-flush-1"]
+
+
+async def test_reports_carry_the_round_and_results_the_round_that_verified_them() -> None:
+    dp, _ = node()
+    agent = NodeAgent(AgentSettings(node_name="node-1"), dp)
+    before = await agent.observe()
+    assert (before.incarnation, before.round, before.recent_results) == (agent.incarnation, 1, [])
+    result = await agent.on_intent(flush_intent().model_dump(mode="json", by_alias=True))
+    assert result is not None
+    assert result.verified_round is None, "applied, not yet sensed"
+    verifying = await agent.observe()
+    assert verifying.round == 2
+    assert [(r.intent, r.verified_round) for r in verifying.recent_results] == [("kube-dns-flush-1", 2)]
+    later = await agent.observe()
+    assert (later.round, later.recent_results[0].verified_round) == (3, 2)
+    restarted = NodeAgent(AgentSettings(node_name="node-1"), dp)
+    assert restarted.incarnation != agent.incarnation
+    assert (await restarted.observe()).round == 1
