@@ -56,6 +56,8 @@ def _bounded(rounds: dict[str, int]) -> dict[str, int]:
 
 @dataclass
 class Evidence:
+    """The sensing rounds the operator has seen of each node, and its baselines of changes."""
+
     latest: dict[str, dict[str, int]] = field(default_factory=dict)
     """Node → incarnation (in the order they appeared) → the latest round seen. Replaced, never
     mutated: baselines share them."""
@@ -117,9 +119,8 @@ class Evidence:
             return False
         known = baseline.get(node, {})
         if round_.incarnation in known:
-            current = list(known)[
-                -1
-            ]  # the one that appeared last: a replaced agent's late report is no evidence
+            # Only the incarnation that appeared last counts: a replaced agent's late writes do not.
+            current = list(known)[-1]
             return round_.incarnation == current and round_.round > known[round_.incarnation]
         first = self.first.get(node, {}).get(round_.incarnation)  # appeared after the change
         return first is not None and round_.round > first
