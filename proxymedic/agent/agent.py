@@ -7,7 +7,9 @@ benchmarks drive many ``NodeAgent``s from one shared watch through the same meth
 
 from __future__ import annotations
 
+import itertools
 import logging
+import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,6 +79,9 @@ def fingerprint(status: NodeProxyHealthStatus) -> tuple[Any, ...]:
 
 
 class NodeAgent:
+    """Numbers its sensing rounds (``round``, from 1 in each ``incarnation``) so the operator can tell
+    a report sensed after a change from one sensed before it without comparing clocks."""
+
     def __init__(
         self,
         settings: AgentSettings,
@@ -88,7 +93,11 @@ class NodeAgent:
         self.dataplane = dataplane
         self.version = version
         self.live_now = live_now
-        """Asks the API which backends answer now, before a flush; None where there is no API."""
+        """Asks the API which backends are in use now, before a flush; None where there is no API."""
+        self.incarnation = uuid.uuid4().hex
+        """New for every run of the agent: a restarted agent counts its rounds from 1 again."""
+        self.round = 0
+        """The last sensing round begun."""
         self.node_labels: Mapping[str, str] = {}
         self._results: OrderedDict[str, IntentResult] = OrderedDict()
         self._malformed: set[str] = set()
@@ -162,11 +171,30 @@ class NodeAgent:
         return result
 
     def recent_results(self) -> list[IntentResult]:
+        """The latest results, newest first, verified by a sensing round or not yet."""
         return list(reversed(self._results.values()))[:MAX_RECENT_RESULTS]
 
+    def _verified_results(self) -> list[IntentResult]:
+        """What a report carries: a result appears with the round that sensed the node after its
+        intent was applied, never in a report sensed before that."""
+        verified = (r for r in reversed(self._results.values()) if r.verified_round is not None)
+        return list(itertools.islice(verified, MAX_RECENT_RESULTS))
+
     async def observe(self) -> NodeProxyHealthStatus:
+        """One sensing round: it verifies the results of intents applied before it began."""
+        self.round += 1
+        applied = [key for key, result in self._results.items() if result.verified_round is None]
         status = await sense(self.dataplane, self.settings.sense, self._local, self.version)
-        return status.model_copy(update={"recent_results": self.recent_results()})
+        for key in applied:
+            if (result := self._results.get(key)) is not None:
+                self._results[key] = result.model_copy(update={"verified_round": self.round})
+        return status.model_copy(
+            update={
+                "incarnation": self.incarnation,
+                "round": self.round,
+                "recent_results": self._verified_results(),
+            }
+        )
 
     def due(self, status: NodeProxyHealthStatus, now: float) -> bool:
         """Whether to write this status now: something material changed, or the heartbeat is due."""

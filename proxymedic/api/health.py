@@ -120,6 +120,11 @@ class IntentResult(ApiModel):
     flushed_connections: Annotated[int, Field(ge=0)] = 0
     deleted_conntrack_entries: Annotated[int, Field(ge=0)] = 0
     message: Annotated[str, Field(max_length=1024)] = ""
+    verified_round: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="The agent's first sensing round that began after the intent was applied: a report "
+        "of a later round (of the same incarnation) was sensed after the change.",
+    )
 
 
 class NodeProxyHealthSpec(ApiModel):
@@ -128,6 +133,15 @@ class NodeProxyHealthSpec(ApiModel):
 
 class NodeProxyHealthStatus(ApiModel):
     observed_at: datetime
+    incarnation: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None,
+        description="Identifies one run of the agent: its round numbers start over when it restarts.",
+    )
+    round: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="The agent's sensing round this report comes from, increasing within an incarnation: "
+        "the operator orders reports by it, never by clocks.",
+    )
     agent_version: Annotated[str, Field(max_length=64)] = ""
     kernel_version: Annotated[str, Field(max_length=128)] = ""
     proxy_mode: ProxyMode = ProxyMode.UNKNOWN

@@ -166,7 +166,7 @@ class Controller:
             self.cluster.acted.pop(ServiceRef(str(meta.get("namespace")), str(meta.get("name"))), None)
 
     def slice_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        ref = self.cluster.set_slice(body, deleted=event_type == "DELETED")
+        ref = self.cluster.set_slice(body, deleted=event_type == "DELETED", now=self.now())
         if ref is None or ref in self._pending:
             return
         loop = asyncio.get_running_loop()

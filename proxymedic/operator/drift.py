@@ -10,18 +10,22 @@ findings into proposals, one rung at a time (DESIGN §5):
    sync is stale → restart kube-proxy: its own cache is stale, and only a restart cures that.
 
 Each rung waits for the policy's minimum observation time, so the edge-triggered flush of a
-Service change and kube-proxy's own sync get their chance first.
+Service change and kube-proxy's own sync get their chance first. Findings reach the ladder only
+from reports sensed after the change they are judged against (``causality.py``); a removal is
+done when a sensing round verified it, and undone only in a later round of the same agent.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from proxymedic.api.health import Finding, FindingType, Freshness, NodeProxyHealthStatus
+from proxymedic.api.health import Finding, FindingType, Freshness, IntentResult, NodeProxyHealthStatus
+from proxymedic.api.intent import IntentOutcome
 from proxymedic.operator.backends import ServiceRef
+from proxymedic.operator.causality import Sensed
 from proxymedic.operator.guardrails import ActionKind
 
 VipKey = tuple[str, int, str]
@@ -29,6 +33,8 @@ VipKey = tuple[str, int, str]
 
 READD_MEMORY = timedelta(minutes=30)
 """How long a removal we ordered counts as evidence when its real server comes back."""
+REMOVAL_DONE = (IntentOutcome.APPLIED, IntentOutcome.ALREADY_CLEAN)
+"""Outcomes after which the real server was gone from the node: removed, or kube-proxy had removed it."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,8 @@ class DriftFinding:
     vip: str | None = None
     port: int | None = None
     backend: str | None = None
+    readded: bool = False
+    """A stale real server sensed after ProxyMedic's removal of it was verified: kube-proxy put it back."""
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -163,14 +171,25 @@ class Step:
 
 
 FindingKey = tuple[str, str, str, str]
+RemovalKey = tuple[str, str]
+"""(service, backend) of a real server removal on a node."""
+
+
+@dataclass
+class Removal:
+    intent: str
+    ordered_at: datetime
+    """The operator's clock: the restart's observation time counts from here."""
+    verified: Sensed | None = None
+    """The node's sensing round that ran after the removal was applied; None until it is reported."""
 
 
 @dataclass
 class Ladder:
     min_observation: timedelta
     first_seen: dict[FindingKey, datetime] = field(default_factory=dict)
-    removed: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
-    """(node, service, backend) → when we ordered its real server removed."""
+    removed: dict[str, dict[RemovalKey, Removal]] = field(default_factory=dict)
+    """Real server removals we ordered, by node: each report looks at its own node's only."""
     _seen_by_node: dict[str, set[FindingKey]] = field(default_factory=dict)
     """The keys of ``first_seen`` by node: a report observes one node without a walk over every
     node's findings (at 5,000 nodes, that walk on each report took most of the operator's time)."""
@@ -195,8 +214,53 @@ class Ladder:
             return
         self._removals_pruned_at = now
         horizon = now - READD_MEMORY
-        for removal in [removal for removal, at in self.removed.items() if at < horizon]:
-            del self.removed[removal]
+        for node, removals in list(self.removed.items()):
+            for key in [key for key, removal in removals.items() if removal.ordered_at < horizon]:
+                del removals[key]
+            if not removals:
+                del self.removed[node]
+
+    def verify_removals(
+        self,
+        node: str,
+        round_: Sensed | None,
+        results: Iterable[IntentResult],
+        still_open: Callable[[str], bool],
+    ) -> None:
+        """Learn from a node's report which removals it applied, and in which round it verified them.
+
+        A removal that did not happen (dry-run, refused, failed), or whose intent closed without
+        this node's result, is forgotten: its real server is a stale one again, not a re-added one.
+        """
+        mine = self.removed.get(node)
+        if not mine:
+            return
+        by_intent = {result.intent: result for result in results}
+        for key, removal in list(mine.items()):
+            result = by_intent.get(removal.intent)
+            if result is None:
+                if removal.verified is None and not still_open(removal.intent):
+                    del mine[key]
+                continue
+            if result.outcome not in REMOVAL_DONE:
+                del mine[key]
+            elif round_ is not None and result.verified_round is not None:
+                # The latest report's agent: a restarted agent re-applies the intent and verifies it anew.
+                removal.verified = Sensed(round_.incarnation, result.verified_round)
+
+    def judge_removals(
+        self, node: str, findings: list[DriftFinding], round_: Sensed | None
+    ) -> list[DriftFinding]:
+        """A stale real server we ordered removed is re-added only when sensed in a later round than
+        the one that verified its removal; until then (or from another incarnation) it is no finding."""
+        judged: list[DriftFinding] = []
+        for finding in findings:
+            removal = self._removal(node, finding)
+            if removal is None:
+                judged.append(finding)
+            elif round_ is not None and round_.after(removal.verified):
+                judged.append(replace(finding, readded=True))
+        return judged
 
     def steps(self, node: str, findings: list[DriftFinding], now: datetime) -> list[Step]:
         """The rungs that are due for the node now: at most one restart and one sysctl step."""
@@ -204,13 +268,13 @@ class Ladder:
         restart: Step | None = None
         sysctls: Step | None = None
         for finding in findings:
-            removed_at = self._removed_at(node, finding)
-            if removed_at is not None:
+            removal = self._removal(node, finding) if finding.readded else None
+            if removal is not None:
                 # Removed by us and back again: the removal and its undoing are the observation.
                 restart = restart or Step(
                     ActionKind.RESTART_KUBE_PROXY,
                     node,
-                    removed_at,
+                    removal.ordered_at,
                     DriftFinding(
                         node,
                         FindingType.KUBE_PROXY_SYNC_STALE,
@@ -240,20 +304,24 @@ class Ladder:
                 due.append(Step(ActionKind.RAISE_CONNTRACK_MAX, node, since, finding))
         return due + [step for step in (sysctls, restart) if step is not None]
 
-    def _removed_at(self, node: str, finding: DriftFinding) -> datetime | None:
+    def _removal(self, node: str, finding: DriftFinding) -> Removal | None:
         if finding.type is not FindingType.STALE_REAL_SERVER:
             return None
-        return self.removed.get((node, str(finding.service), finding.backend or ""))
+        return self.removed.get(node, {}).get((str(finding.service), finding.backend or ""))
 
-    def acted(self, step: Step, now: datetime) -> None:
-        """A step ran: remember removals as evidence, and restart the clock of its finding."""
-        if step.remove_real_servers and step.finding.backend:
-            self.removed[(step.node, str(step.finding.service), step.finding.backend)] = now
+    def acted(self, step: Step, now: datetime, intent: str | None = None) -> None:
+        """A step ran (``intent`` issued for it): remember removals, and restart the clock of its finding.
+
+        A removal is only ordered here; it counts as done when the node's report verifies it."""
+        if step.remove_real_servers and step.finding.backend and intent is not None:
+            removal = Removal(intent, now)
+            self.removed.setdefault(step.node, {})[(str(step.finding.service), step.finding.backend)] = (
+                removal
+            )
         self.first_seen[step.finding.key] = now
         self._seen_by_node.setdefault(step.finding.key[0], set()).add(step.finding.key)
         if step.kind is ActionKind.RESTART_KUBE_PROXY:
-            for removal in [removal for removal in self.removed if removal[0] == step.node]:
-                del self.removed[removal]
+            self.removed.pop(step.node, None)
 
     def restart_candidates(
         self, findings_by_node: Mapping[str, list[DriftFinding]], now: datetime
@@ -268,6 +336,6 @@ class Ladder:
                     FindingType.KUBE_PROXY_SYNC_STALE,
                     FindingType.MISSING_REAL_SERVER,
                 )
-                if (restart_worthy and lasting) or self._removed_at(node, finding) is not None:
+                if (restart_worthy and lasting) or finding.readded:
                     stale.add(node)
         return frozenset(stale)

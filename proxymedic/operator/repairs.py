@@ -18,8 +18,9 @@ from proxymedic.dataplane import sysctl as names
 from proxymedic.kube.client import ApiError, NotFoundError, with_backoff
 from proxymedic.kube.events import EventType, ObjectRef
 from proxymedic.kube.resources import PODS
+from proxymedic.operator.causality import sensed
 from proxymedic.operator.controller import Controller
-from proxymedic.operator.drift import DriftFinding, SelectedVip, Step, VipKey, detect
+from proxymedic.operator.drift import DriftFinding, Ladder, Step, detect
 from proxymedic.operator.guardrails import ActionKind, ActionRecord, ClusterView, Proposal, anomaly_tripped
 from proxymedic.operator.planner import IntentDraft, intent_name, plan_backend_flush
 from proxymedic.operator.state import PolicyEntry
@@ -38,38 +39,54 @@ class NodeRepairs:
         """Policy name → (the policy judged with, node → its findings when last judged)."""
         self._stale: dict[str, set[str]] = {}
         """Policy name → nodes that look stale, kept by node between sweeps (the anomaly breaker's count)."""
+        self._restarting: set[str] = set()
+        """Nodes whose kube-proxy restart is being decided or carried out now."""
 
     async def on_report(self, node: str, raw: Mapping[str, Any] | None) -> None:
         """A node's NodeProxyHealth changed (None: deleted): collect its intent results and judge
         that node alone; a report the models reject is no evidence and changes nothing."""
-        if self.c.cluster.set_health(node, raw) is None:
+        if self.c.cluster.set_health(node, raw, self.c.now()) is None:
             return
         await self.c.collect_results(node)
         for policy_name, entry in list(self.c.cluster.policies.items()):
             await self.policy_nodes(policy_name, entry, only=node)
 
-    def _findings(
-        self, policy: ProxyHealthPolicy, node: str, selected: Mapping[VipKey, SelectedVip]
-    ) -> list[DriftFinding]:
+    def _findings(self, policy: ProxyHealthPolicy, ladder: Ladder, node: str) -> list[DriftFinding]:
+        """The node's findings that its current report is evidence for (``causality.py``)."""
         status = self.c.cluster.healths.get(node)
         if status is None:
             return []
-        findings = detect(node, status, selected)
+        evidence = self.c.cluster.evidence
+        round_ = sensed(status)
+        ladder.verify_removals(node, round_, status.recent_results, self._intent_open)
+        findings = [
+            finding
+            for finding in detect(node, status, self.c.cluster.selected_vips(policy))
+            if evidence.counts(node, status, finding.service, finding.backend)
+        ]
         stale_after = policy.spec.actions.restart_kube_proxy.stale_after
         last_sync = status.kube_proxy.last_sync_time
-        now = self.c.now()
 
         findings = [f for f in findings if f.type is not FindingType.CONNTRACK_PRESSURE]
         pressure = self._conntrack_pressure(policy, node)
         if pressure is not None:
             findings.append(pressure)
 
+        received = evidence.received.get(node)
+        held_for = self.c.now() - received if received is not None else timedelta(0)
+
         def too_early(finding: DriftFinding) -> bool:
-            # The agent judges with its own threshold; the policy's staleAfter must be exceeded too.
-            recent = last_sync is not None and now - last_sync < stale_after
+            # The agent judges with its own threshold; the policy's staleAfter must be exceeded too:
+            # the sync's age when sensed (the node's clock) plus how long the report has been held
+            # (the operator's), never one clock's time against the other's.
+            recent = last_sync is not None and status.observed_at - last_sync + held_for < stale_after
             return finding.type is FindingType.KUBE_PROXY_SYNC_STALE and recent
 
-        return [finding for finding in findings if not too_early(finding)]
+        return ladder.judge_removals(node, [f for f in findings if not too_early(f)], round_)
+
+    def _intent_open(self, name: str) -> bool:
+        tracking = self.c.cluster.intents.get(name)
+        return tracking is not None and not tracking.summarized
 
     def _conntrack_pressure(self, policy: ProxyHealthPolicy, node: str) -> DriftFinding | None:
         """The node's conntrack table fuller than the policy's threshold (90% when it sets none)."""
@@ -100,19 +117,19 @@ class NodeRepairs:
         if policy is None or entry.ladder is None or policy.paused:
             return
         now = self.c.now()
-        selected = self.c.cluster.selected_vips(policy)
+        ladder = entry.ladder
         cached = self._judged.get(name)
         if only is None or cached is None or cached[0] is not policy:
             # A sweep (or the first report): judge every selected node afresh.
             nodes = self.c.cluster.selected_nodes(policy, now)
-            findings = {node: self._findings(policy, node, selected) for node in nodes}
+            findings = {node: self._findings(policy, ladder, node) for node in nodes}
         else:
             # One node reported: judge it, and take the others' findings from their last judgement
             # (their report or the last sweep, at most one housekeeping interval old). Judging every
             # node on every report made a rollout cost O(nodes²): 5,000 reports x 5,000 nodes.
             findings = cached[1]
             if self.c.cluster.node_selected(policy, only, now):
-                findings[only] = self._findings(policy, only, selected)
+                findings[only] = self._findings(policy, ladder, only)
             else:
                 findings.pop(only, None)
             nodes = []  # a report acts on its node only (below); the sweep's node list is not needed
@@ -195,7 +212,7 @@ class NodeRepairs:
         subject = self._node_ref(step.node)
         service = step.finding.service
         if await self.c.issue(policy, draft, proposal, subject, service=service, target_nodes=1, view=view):
-            entry.ladder.acted(step, self.c.now())
+            entry.ladder.acted(step, self.c.now(), intent=draft.name)
 
     def _draft(self, policy: ProxyHealthPolicy, step: Step) -> IntentDraft | None:
         now = self.c.now()
@@ -285,6 +302,20 @@ class NodeRepairs:
     async def _restart(
         self, policy: ProxyHealthPolicy, entry: PolicyEntry, step: Step, view: ClusterView
     ) -> bool:
+        """One restart decision per node at a time: a report and a sweep that judge the node together
+        both pass the guardrails before either records its restart, and the second would delete the
+        pod again (or the one its DaemonSet just recreated)."""
+        if step.node in self._restarting:
+            return False
+        self._restarting.add(step.node)
+        try:
+            return await self._restart_now(policy, entry, step, view)
+        finally:
+            self._restarting.discard(step.node)
+
+    async def _restart_now(
+        self, policy: ProxyHealthPolicy, entry: PolicyEntry, step: Step, view: ClusterView
+    ) -> bool:
         """Delete the node's kube-proxy pod if the guardrails allow; True when decided (done or dry-run)."""
         node = step.node
         subject = self._node_ref(node)
@@ -334,6 +365,7 @@ class NodeRepairs:
                 return False
         now = self.c.now()
         self.c.cluster.restarts[node] = now
+        self.c.cluster.evidence.restarted(node)  # reports sensed before the restart no longer count
         entry.history.append(ActionRecord(ActionKind.RESTART_KUBE_PROXY, now, node))
         entry.counters.kube_proxy_restarts += 1
         entry.status_dirty = True
@@ -348,15 +380,18 @@ class NodeRepairs:
         return True
 
     def settle_restarts(self) -> None:
-        """Forget restarts whose kube-proxy synced since (or that are older than RESTART_SETTLE)."""
+        """Forget restarts whose kube-proxy reported a fresh sync in a round sensed after the restart
+        (or that are older than RESTART_SETTLE, on the operator's clock)."""
         now = self.c.now()
+        evidence = self.c.cluster.evidence
         for node, started in list(self.c.cluster.restarts.items()):
             status = self.c.cluster.healths.get(node)
+            baseline = evidence.restarts.get(node)
             synced = (
                 status is not None
                 and status.kube_proxy.freshness is Freshness.FRESH
-                and status.kube_proxy.last_sync_time is not None
-                and status.kube_proxy.last_sync_time > started
+                and baseline is not None
+                and evidence.after(node, sensed(status), baseline)
             )
             if synced or now - started > RESTART_SETTLE:
                 del self.c.cluster.restarts[node]

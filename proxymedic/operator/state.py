@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,6 +28,7 @@ from proxymedic.operator.backends import (
     parse_slice,
     resolve_target_port,
 )
+from proxymedic.operator.causality import Evidence
 from proxymedic.operator.drift import Ladder, SelectedVip, Selection, VipKey
 from proxymedic.operator.expected import NodeSelection
 from proxymedic.operator.guardrails import HOUR, ActionRecord
@@ -75,11 +76,15 @@ class Cluster:
     """Services, EndpointSlices and Nodes as kube-proxy reads them: what each node should have."""
     node_uids: dict[str, str] = field(default_factory=dict)
     healths: dict[str, NodeProxyHealthStatus] = field(default_factory=dict)
+    evidence: Evidence = field(default_factory=Evidence)
+    """The sensing rounds seen of each node, and the rounds seen when backends and nodes changed."""
     intents: dict[str, IntentTracking] = field(default_factory=dict)
     restarts: dict[str, datetime] = field(default_factory=dict)
     restored_history: dict[str, list[ActionRecord]] = field(default_factory=dict)
     """Actions of the last hour read back at start (operator/restored.py), taken by each policy's
     entry when the policy first appears."""
+    _slice_versions: dict[tuple[ServiceRef, str], tuple[str, int]] = field(default_factory=dict)
+    """(Service, slice name) → the uid and generation of the version held."""
     _revision: int = 0
     """Bumped by every change of a policy, Service or EndpointSlice."""
     _vips: dict[str, tuple[int, ProxyHealthPolicy, Selection]] = field(default_factory=dict)
@@ -127,14 +132,19 @@ class Cluster:
         self.services[ref] = info
         return ref
 
-    def set_slice(self, raw: Mapping[str, Any], deleted: bool) -> ServiceRef | None:
+    def set_slice(
+        self, raw: Mapping[str, Any], deleted: bool, now: datetime | None = None
+    ) -> ServiceRef | None:
         self._revision += 1
         parsed = parse_slice(raw)
         if parsed is None:
             return None
         ref, name, state = parsed
+        if self._older_slice(ref, name, raw, deleted):
+            return None
         endpoints = self.endpoints.setdefault(ref, ServiceEndpoints())
         spec = None if deleted else parse_slice_spec(raw)
+        before = endpoints.in_use()
         if deleted:
             endpoints.slices.pop(name, None)
         else:
@@ -143,7 +153,27 @@ class Cluster:
             self.slice_specs.pop((ref, name), None)
         else:
             self.slice_specs[(ref, name)] = replace(spec, namespace=ref.namespace)
+        # Backends that became live or dead (all live ones at first sight: they may have just become
+        # so): reports the operator already holds were sensed before the change and prove nothing of it.
+        self.evidence.backends_changed(ref, before ^ endpoints.in_use(), now or datetime.now(UTC))
         return ref
+
+    def _older_slice(self, ref: ServiceRef, name: str, raw: Mapping[str, Any], deleted: bool) -> bool:
+        """Whether this is an older version of a slice than the one held: a lagging cache's list, or
+        the watch replayed after it. Judged, it would turn live backends dead again (the API server
+        raises an EndpointSlice's generation on every change of its endpoints)."""
+        meta = raw.get("metadata") or {}
+        uid, generation = meta.get("uid"), meta.get("generation")
+        if deleted:
+            self._slice_versions.pop((ref, name), None)
+            return False
+        if not isinstance(uid, str) or not isinstance(generation, int):
+            return False
+        held = self._slice_versions.get((ref, name))
+        if held is not None and held[0] == uid and generation < held[1]:
+            return True
+        self._slice_versions[(ref, name)] = (uid, generation)
+        return False
 
     def set_node(self, raw: Mapping[str, Any], deleted: bool) -> None:
         meta = raw.get("metadata") or {}
@@ -157,15 +187,18 @@ class Cluster:
         self.node_specs[name] = parse_node_spec(raw)
         self.node_uids[name] = str(meta.get("uid", ""))
 
-    def set_health(self, node: str, raw: Mapping[str, Any] | None) -> NodeProxyHealthStatus | None:
+    def set_health(
+        self, node: str, raw: Mapping[str, Any] | None, now: datetime | None = None
+    ) -> NodeProxyHealthStatus | None:
         if raw is None:
             self.healths.pop(node, None)
+            self.evidence.forget_node(node)
             return None
         try:
             health = NodeProxyHealth.model_validate(raw)
         except ValidationError:
             return None  # a report the models reject is no evidence of anything
-        if health.status is None:
+        if health.status is None or not self.evidence.seen(node, health.status, now or datetime.now(UTC)):
             return None
         self.healths[node] = health.status
         return health.status
@@ -245,3 +278,4 @@ class Cluster:
     def prune_history(self, now: datetime) -> None:
         for entry in self.policies.values():
             entry.history = [record for record in entry.history if now - record.at < HOUR]
+        self.evidence.prune({ref: endpoints.in_use() for ref, endpoints in self.endpoints.items()}, now)

@@ -74,6 +74,10 @@ class WorldSettings:
     sync_period: float = 30.0
     restart_delay: float = 0.5
     agent_sense_interval: float = 0.5
+    agent_heartbeat: float = 3.0
+    """A status write even when nothing changed. The operator judges a change only on a round sensed
+    after it, so a node whose state does not move (a dead watch ignoring a new backend) is seen
+    anew at this pace: 300 s in production, shortened here with the rest of the cluster's time."""
     agent_stale_after: float = 3.0
     agent_settle: float = 1.0
     operator: OperatorOptions = field(
@@ -264,7 +268,7 @@ class World:
         settings = AgentSettings(
             node_name=name,
             sense_interval=self.settings.agent_sense_interval,
-            heartbeat=60.0,
+            heartbeat=self.settings.agent_heartbeat,
             min_write_interval=0.05,
             sense=SenseSettings(
                 stale_after_seconds=self.settings.agent_stale_after, settle_seconds=self.settings.agent_settle

@@ -253,3 +253,21 @@ async def test_a_draining_tcp_backend_keeps_its_real_server() -> None:
     assert "kept 10.244.1.5: it is draining now" in result.message
     assert result.removed_real_servers == 0
     assert any(rs.endpoint.ip == DEAD for vs in model.list_services() for rs in vs.real_servers)
+
+
+async def test_reports_carry_the_round_and_results_the_round_that_verified_them() -> None:
+    dp, _ = node()
+    agent = NodeAgent(AgentSettings(node_name="node-1"), dp)
+    before = await agent.observe()
+    assert (before.incarnation, before.round, before.recent_results) == (agent.incarnation, 1, [])
+    result = await agent.on_intent(flush_intent().model_dump(mode="json", by_alias=True))
+    assert result is not None
+    assert result.verified_round is None, "applied, not yet sensed"
+    verifying = await agent.observe()
+    assert verifying.round == 2
+    assert [(r.intent, r.verified_round) for r in verifying.recent_results] == [("kube-dns-flush-1", 2)]
+    later = await agent.observe()
+    assert (later.round, later.recent_results[0].verified_round) == (3, 2)
+    restarted = NodeAgent(AgentSettings(node_name="node-1"), dp)
+    assert restarted.incarnation != agent.incarnation
+    assert (await restarted.observe()).round == 1

@@ -6,13 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import pytest
 
 from proxymedic.sim.kubeproxy import Stall
 from proxymedic.sim.world import World
@@ -89,24 +85,6 @@ async def run(w: World, faults: Faults, scenario: str, midway: Hook | None = Non
     return await check(w, faults, scenario, started)
 
 
-KNOWN_STALE_REPORT_RACE = re.compile(
-    r"has no real server on this node|re-added real server .* after its removal"
-)
-
-
-def _known_stale_report_race(
-    restarts: dict[str, int], allowed: dict[str, int], restarted: list[Mapping[str, Any]]
-) -> None:
-    """xfail when every restart beyond the guardrails is the known stale-report race
-    (docs/reliability.md, "Known issue"): a report taken before a backend became live, or before a
-    removal ProxyMedic ordered, judged as if it were current while API faults delay the next one.
-    Any other extra restart fails the test."""
-    extra_nodes = {name for name, count in restarts.items() if count > allowed[name]}
-    extra = [e for e in restarted if e["involvedObject"]["name"] in extra_nodes]
-    if extra and all(KNOWN_STALE_REPORT_RACE.search(str(e["message"])) for e in extra):
-        pytest.xfail("known stale-report race: " + "; ".join(str(e["message"]) for e in extra))
-
-
 def _dead_state_left(w: World) -> list[tuple[str, str]]:
     return [(node, ip) for node in w.nodes for ip in OLD if has_state_of(w, node, ip)]
 
@@ -142,8 +120,6 @@ async def check(w: World, faults: Faults, scenario: str, started: float) -> Figu
     # A node restarts only when it is stale, once per cooldown (1h): the stalled node once, the others never.
     allowed = {name: (1 if scenario == "stall" and name == STALLED else 0) for name in w.nodes}
     restarted = await events(w, "KubeProxyRestarted")
-    if restarts != allowed:
-        _known_stale_report_race(restarts, allowed, restarted)
     assert restarts == allowed, (restarts, allowed, [e["message"] for e in restarted])
     assert len(restarted) == sum(restarts.values()), [e["message"] for e in restarted]
     assert all(e["involvedObject"]["name"] == STALLED for e in restarted)
