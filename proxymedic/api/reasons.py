@@ -55,6 +55,7 @@ ANOMALY_BREAKER_RESET = "AnomalyBreakerReset"
 KUBE_PROXY_SYNC_STALE = "KubeProxySyncStale"
 CONNTRACK_PRESSURE = "ConntrackPressure"
 KUBE_PROXY_NOT_FOUND = "KubeProxyNotFound"
+KUBE_PROXY_NOT_RESTARTABLE = "KubeProxyNotRestartable"
 POLICY_REJECTED = "PolicyRejected"
 
 _DIAGNOSE = (
@@ -239,12 +240,30 @@ REASONS: dict[str, Reason] = {
             Category.DETECTION,
             "the node",
             "A kube-proxy restart was decided, but no pod matched the policy's restartKubeProxy.target "
-            "(namespace and labels) on that node.",
+            "(namespace and labels) on that node (kube-proxy may run outside Kubernetes: a systemd unit, "
+            "k3s). Posted once per episode; the operator looks again after a growing back-off.",
             (
                 "`kubectl get pods -A -o wide --field-selector spec.nodeName=NODE` and compare the "
                 "kube-proxy pod's namespace and labels with the policy's restartKubeProxy.target.",
                 "The target namespace must be the chart's kubeProxy.namespace: the operator may delete "
                 "pods there only.",
+            ),
+        ),
+        Reason(
+            KUBE_PROXY_NOT_RESTARTABLE,
+            EventKind.WARNING,
+            Category.DETECTION,
+            "the node",
+            "A kube-proxy restart was decided, but the node's kube-proxy pod is not one a DaemonSet "
+            "brings back: a static pod's mirror (the kubelet recreates it from its manifest, so deleting "
+            "it restarts nothing) or a pod without a DaemonSet controller. Nothing was deleted and no "
+            "budget was spent; the operator looks again after a growing back-off, and posts this once "
+            "per episode.",
+            (
+                "Restart kube-proxy on the node itself: for a static pod, move its manifest out of the "
+                "kubelet's manifest folder and back; for a systemd unit, `systemctl restart kube-proxy`.",
+                "To keep ProxyMedic from deciding restarts there, disable restartKubeProxy in the policy "
+                "or leave the node out of its node selector.",
             ),
         ),
         Reason(

@@ -23,6 +23,7 @@ from proxymedic.operator.controller import Controller
 from proxymedic.operator.drift import DriftFinding, Ladder, Step, detect
 from proxymedic.operator.guardrails import ActionKind, ActionRecord, ClusterView, Proposal, anomaly_tripped
 from proxymedic.operator.planner import IntentDraft, intent_name, plan_backend_flush
+from proxymedic.operator.restart_target import Backoff, split
 from proxymedic.operator.state import PolicyEntry
 
 logger = logging.getLogger("proxymedic.operator")
@@ -41,6 +42,8 @@ class NodeRepairs:
         """Policy name → nodes that look stale, kept by node between sweeps (the anomaly breaker's count)."""
         self._restarting: set[str] = set()
         """Nodes whose kube-proxy restart is being decided or carried out now."""
+        self._no_target = Backoff()
+        """Nodes with no pod a restart could delete: looked at again with a growing back-off."""
 
     async def on_report(self, node: str, raw: Mapping[str, Any] | None) -> None:
         """A node's NodeProxyHealth changed (None: deleted): collect its intent results and judge
@@ -318,6 +321,8 @@ class NodeRepairs:
     ) -> bool:
         """Delete the node's kube-proxy pod if the guardrails allow; True when decided (done or dry-run)."""
         node = step.node
+        if self._no_target.waiting(node, self.c.now()):
+            return False
         subject = self._node_ref(node)
         proposal = Proposal(ActionKind.RESTART_KUBE_PROXY, node, step.since)
         verdict = self.c.guard(policy, proposal, view)
@@ -342,18 +347,32 @@ class NodeRepairs:
         except ApiError as exc:
             logger.warning("cannot list kube-proxy pods on %s: %s", node, exc)
             return False
-        if not pods:
-            await self.c.recorder.post(
-                subject,
-                "KubeProxyNotFound",
-                f"no pod matches {target.label_selector.to_query()} in {target.namespace} on {node}",
-                EventType.WARNING,
-            )
+        restartable, refused = split(pods)
+        if not restartable:
+            first, wait = self._no_target.missed(node, self.c.now())
+            if first and refused:  # one Warning per episode, not one per sweep
+                await self.c.recorder.post(
+                    subject,
+                    "KubeProxyNotRestartable",
+                    f"{'; '.join(refused)}: kube-proxy on {node} was not restarted ({why}); looking again "
+                    f"in {int(wait.total_seconds())} s, then less often",
+                    EventType.WARNING,
+                )
+            elif first:
+                await self.c.recorder.post(
+                    subject,
+                    "KubeProxyNotFound",
+                    f"no pod matches {target.label_selector.to_query()} in {target.namespace} on {node}: "
+                    f"kube-proxy was not restarted ({why}); looking again in {int(wait.total_seconds())} s, "
+                    "then less often",
+                    EventType.WARNING,
+                )
             return False
-        for pod in pods:
+        self._no_target.found(node)
+        for pod in restartable:
             meta = pod["metadata"]
 
-            async def delete(meta: dict[str, Any] = meta) -> None:
+            async def delete(meta: Mapping[str, Any] = meta) -> None:
                 await self.c.client.delete(PODS, meta["name"], meta.get("namespace"), uid=meta.get("uid"))
 
             try:
@@ -373,7 +392,8 @@ class NodeRepairs:
         await self.c.recorder.post(
             subject,
             "KubeProxyRestarted",
-            f"deleted kube-proxy pod {', '.join(p['metadata']['name'] for p in pods)} on {node}: {why} "
+            f"deleted kube-proxy pod {', '.join(str(p['metadata']['name']) for p in restartable)} "
+            f"on {node}: {why} "
             f"[policy {policy.metadata.name}]",
             EventType.WARNING,
         )

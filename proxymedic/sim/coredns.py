@@ -51,6 +51,15 @@ def kube_proxy_pod(node: str) -> dict[str, Any]:
             "name": f"kube-proxy-{node}",
             "namespace": "kube-system",
             "labels": {"k8s-app": "kube-proxy"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "DaemonSet",
+                    "name": "kube-proxy",
+                    "uid": "5f0c5d3e-0000-4000-8000-00000000d5e7",
+                    "controller": True,
+                }
+            ],
         },
         "spec": {"nodeName": node, "containers": [{"name": "kube-proxy", "image": "kube-proxy"}]},
     }
