@@ -37,7 +37,8 @@ def test_refusal(obj: dict[str, Any], fragment: str | None) -> None:
     if fragment is None:
         assert why is None
     else:
-        assert why is not None and fragment in why
+        assert why is not None
+        assert fragment in why
 
 
 def test_split_keeps_the_daemonset_pods() -> None:
