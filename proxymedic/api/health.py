@@ -11,7 +11,7 @@ import enum
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 
 from proxymedic.api.intent import IntentOutcome
 from proxymedic.api.meta import ObjectMeta
@@ -138,7 +138,7 @@ class NodeProxyHealthStatus(ApiModel):
     virtual_servers: Annotated[list[VirtualServerState], Field(max_length=MAX_VIRTUAL_SERVERS)] = Field(
         default_factory=list
     )
-    virtual_servers_truncated: bool = False
+    virtual_servers_truncated: StrictBool = False
     findings: Annotated[list[Finding], Field(max_length=MAX_FINDINGS)] = Field(default_factory=list)
     finding_count: Annotated[int, Field(ge=0)] = 0
     recent_results: Annotated[list[IntentResult], Field(max_length=MAX_RECENT_RESULTS)] = Field(

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 
 from proxymedic.api.meta import Condition, LabelSelector, ObjectMeta
 from proxymedic.api.policy import ServiceProtocol
@@ -140,12 +140,12 @@ class RemediationIntentSpec(ApiModel):
     steps: Annotated[list[FlushStep], Field(max_length=3)] = Field(
         default_factory=list, json_schema_extra={"x-kubernetes-list-type": "set"}
     )
-    all_nodes: bool = False
+    all_nodes: StrictBool = False
     node_selector: LabelSelector | None = None
     node_names: Annotated[list[ObjectName], Field(max_length=MAX_TARGET_NODES)] = Field(
         default_factory=list, json_schema_extra={"x-kubernetes-list-type": "set"}
     )
-    dry_run: bool = False
+    dry_run: StrictBool = False
     decided_at: datetime
     expires_at: datetime
     parameters: IntentParameters = Field(default_factory=IntentParameters)

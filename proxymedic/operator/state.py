@@ -93,7 +93,7 @@ class Cluster:
         try:
             policy = ProxyHealthPolicy.model_validate({k: v for k, v in raw.items() if k != "status"})
         except ValidationError as exc:
-            entry.policy, entry.errors = None, describe_errors(exc)
+            entry.policy, entry.errors = None, describe_errors(exc, ProxyHealthPolicy)
             return entry
         entry.policy, entry.errors = policy, []
         min_observation = policy.spec.guardrails.min_observation

@@ -95,7 +95,20 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "policy-unknown-field",
         with_change(policy(), "spec.guardrails.dryrun", True),
         "spec.guardrails.dryrun",
-        "Extra inputs are not permitted",
+        "unknown field",
+    ),
+    (
+        # YAML's "false" in quotes is a string: the CRD's boolean type rejects it, so the models do too.
+        "policy-boolean-a-string",
+        with_change(policy(), "spec.guardrails.dryRun", "false"),
+        "spec.guardrails.dryRun",
+        "expected a boolean (true or false), got 'false': write false without quotes",
+    ),
+    (
+        "policy-boolean-a-number",
+        with_change(policy(), "spec.actions.flushStaleConnections.enabled", 1),
+        "spec.actions.flushStaleConnections.enabled",
+        "expected a boolean (true or false), got 1",
     ),
     (
         "policy-budget-node-over-cluster",
@@ -163,6 +176,12 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         with_change(intent(), "spec.action", "DeleteVirtualService"),
         "spec.action",
         "Input should be",
+    ),
+    (
+        "intent-dry-run-a-string",
+        with_change(intent(), "spec.dryRun", "true"),
+        "spec.dryRun",
+        "expected a boolean (true or false), got 'true'",
     ),
     (
         "intent-expiry-before-decision",
