@@ -38,10 +38,17 @@ def build_parser(prog: str = "proxymedic") -> argparse.ArgumentParser:
         "modelled kernels, ProxyMedic's real operator and agents), once without and once with "
         "ProxyMedic, and print the Events and the failed DNS queries of both runs (about 40 s).",
     )
-    demo_cmd.add_argument(
+    mode = demo_cmd.add_mutually_exclusive_group()
+    mode.add_argument(
         "--session",
         action="store_true",
         help="instead: run the demo cluster with ProxyMedic and show `status` and `diagnose` against it",
+    )
+    mode.add_argument(
+        "--serve",
+        action="store_true",
+        help="instead: run the demo cluster with ProxyMedic and keep it running until Ctrl-C, printing a "
+        "kubeconfig for `proxymedic status`, `proxymedic diagnose` and kubectl",
     )
 
     validate_cmd = add_command(
@@ -101,6 +108,10 @@ def main(argv: Sequence[str] | None = None, *, clock: Callable[[], datetime] | N
         case "reference":
             return reference.run(reference.DEFAULT_OUTPUT, reference.DEFAULT_VALUES, args.check)
         case "demo":
+            if args.serve:
+                from proxymedic.cli.serve import run_serve
+
+                return run_serve()
             if args.session:
                 from proxymedic.cli.session import run_session
 
