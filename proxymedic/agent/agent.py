@@ -59,6 +59,7 @@ def fingerprint(status: NodeProxyHealthStatus) -> tuple[Any, ...]:
         status.kube_proxy.healthz,
         status.ipvs,
         tuple(sorted(status.sysctls.items())),
+        status.sysctls_writable,
         tuple(
             (
                 vs.vip,

@@ -134,6 +134,11 @@ class NodeProxyHealthStatus(ApiModel):
     kube_proxy: KubeProxyState = Field(default_factory=KubeProxyState)
     ipvs: IPVSState | None = None
     sysctls: dict[str, int] = Field(default_factory=dict)
+    sysctls_writable: StrictBool | None = Field(
+        default=None,
+        description="Whether the agent can write the sysctls it would enforce: false where its container "
+        "sees /proc/sys read-only (the chart's agent.sysctlWrites is off); absent when unknown.",
+    )
     conntrack: ConntrackState | None = None
     virtual_servers: Annotated[list[VirtualServerState], Field(max_length=MAX_VIRTUAL_SERVERS)] = Field(
         default_factory=list
