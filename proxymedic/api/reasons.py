@@ -55,6 +55,7 @@ ANOMALY_BREAKER_RESET = "AnomalyBreakerReset"
 KUBE_PROXY_SYNC_STALE = "KubeProxySyncStale"
 CONNTRACK_PRESSURE = "ConntrackPressure"
 KUBE_PROXY_NOT_FOUND = "KubeProxyNotFound"
+SYSCTL_NOT_ENFORCED = "SysctlNotEnforced"
 POLICY_REJECTED = "PolicyRejected"
 
 _DIAGNOSE = (
@@ -231,6 +232,28 @@ REASONS: dict[str, Reason] = {
                 _DIAGNOSE + ": step 5 shows count, max and drops.",
                 "Find what fills the table (`conntrack -S`, `conntrack -L`); enable raiseConntrackMax "
                 "with a ceiling if the load is legitimate.",
+            ),
+        ),
+        Reason(
+            SYSCTL_NOT_ENFORCED,
+            EventKind.WARNING,
+            Category.DETECTION,
+            "the node",
+            "The node's net.ipv4.vs.expire_nodest_conn is 0 and no policy can set it to 1: none selecting "
+            "the node enables enforceSysctls, or the agent cannot write sysctls (its container sees "
+            "/proc/sys read-only, the chart's default). Until it is 1, a client's UDP flow to a removed "
+            "backend keeps failing until the IPVS UDP timeout (300 s by default): the kernel keeps the "
+            "entry, and neither removing the real server nor a flush clears it. Posted once per node; "
+            "the policies selecting the node carry the condition SysctlNotEnforced meanwhile.",
+            (
+                "Let ProxyMedic set it: `helm upgrade RELEASE --reuse-values --set agent.sysctlWrites=true` "
+                "(the agent container becomes privileged, and the chart's coredns policy enables "
+                "enforceSysctls); in a policy of your own, also set spec.actions.enforceSysctls.enabled: "
+                "true.",
+                "Or set it on the node yourself: `sysctl -w net.ipv4.vs.expire_nodest_conn=1`, persisted "
+                "in /etc/sysctl.d, and find what reset it (kube-proxy sets it to 1 when it starts in IPVS "
+                "mode).",
+                _DIAGNOSE + ": step 6 shows the sysctls and what keeps ProxyMedic from setting them.",
             ),
         ),
         Reason(

@@ -27,6 +27,7 @@ from proxymedic.operator.backends import (
 from proxymedic.operator.drift import Ladder, SelectedVip, VipKey
 from proxymedic.operator.guardrails import HOUR, ActionRecord
 from proxymedic.operator.planner import covering_policy
+from proxymedic.operator.sysctl_gaps import SysctlGap
 
 AGENT_SILENT_AFTER = timedelta(minutes=15)
 """An agent that has not reported for this long is not counted as a target of new intents."""
@@ -68,6 +69,8 @@ class Cluster:
     healths: dict[str, NodeProxyHealthStatus] = field(default_factory=dict)
     intents: dict[str, IntentTracking] = field(default_factory=dict)
     restarts: dict[str, datetime] = field(default_factory=dict)
+    sysctl_gaps: dict[str, SysctlGap] = field(default_factory=dict)
+    """Nodes whose expire_nodest_conn is 0 while no policy can set it (operator/sysctl_gaps.py)."""
     restored_history: dict[str, list[ActionRecord]] = field(default_factory=dict)
     """Actions of the last hour read back at start (operator/restored.py), taken by each policy's
     entry when the policy first appears."""
