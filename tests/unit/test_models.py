@@ -11,7 +11,7 @@ from proxymedic.api.errors import InvalidObjectError, parse_object
 from proxymedic.api.intent import RemediationIntent
 from proxymedic.api.meta import resource_dict
 from proxymedic.api.policy import ProxyHealthPolicy
-from proxymedic.api.types import format_duration, parse_duration, resolve_count_or_percent
+from proxymedic.api.types import format_duration, format_elapsed, parse_duration, resolve_count_or_percent
 from tests.unit.factories import intent, node_health, policy, with_change
 
 pytestmark = pytest.mark.unit
@@ -346,6 +346,14 @@ def test_durations_parse_and_print_in_go_syntax(text: str, seconds: float, canon
     value = parse_duration(text)
     assert value == timedelta(seconds=seconds)
     assert format_duration(value) == canonical
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.0134, "13ms"), (0.9994, "999ms"), (5.546, "5.5s"), (6.035, "6.0s"), (59.96, "1m"), (83.4, "1m23s")],
+)
+def test_measured_times_print_rounded(seconds: float, shown: str) -> None:
+    assert format_elapsed(timedelta(seconds=seconds)) == shown
 
 
 @pytest.mark.parametrize(
