@@ -16,6 +16,7 @@ lint: setup
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 	.venv/bin/lint-imports
+	.venv/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.y*ml
 	.venv/bin/proxymedic crds --check
 
 crds: setup
