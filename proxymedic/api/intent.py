@@ -1,8 +1,9 @@
 """RemediationIntent: one decided action, addressed to a set of nodes.
 
-Intents are level-based (DESIGN §3): each carries the Service's VIPs and ports, the dead
-backends AND the live backends at decision time, so re-applying one is harmless and an agent
-can refuse any step that would touch a live backend. The spec is immutable once created.
+Intents are level-based (docs/architecture.md, "The contract"): each carries the Service's VIPs
+and ports, the dead backends AND the live backends at decision time, so re-applying one is
+harmless and an agent can refuse any step that would touch a live backend. The spec is immutable
+once created.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class FlushStep(enum.StrEnum):
     its connections when net.ipv4.vs.expire_nodest_conn is 1)."""
     FLUSH_CONNECTIONS = "FlushConnections"
     """F1: expire IPVS connection entries to the dead backend without touching a present real
-    server: re-add it with weight 0 and delete it (DESIGN §2 case D3)."""
+    server: re-add it with weight 0 and delete it (docs/kernel.md, row D3)."""
     DELETE_CONNTRACK = "DeleteConntrack"
     """F5: delete UDP conntrack entries to the VIP whose reply source is the dead backend."""
 

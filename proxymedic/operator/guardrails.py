@@ -1,4 +1,4 @@
-"""Guardrails (DESIGN §5): pure functions of (policy, history, cluster view, now), no I/O.
+"""Guardrails: pure functions of (policy, history, cluster view, now), no I/O (docs/architecture.md).
 
 Every decision of the operator passes ``evaluate``. A hold names the rule that held it, so
 the Event a user reads says exactly why nothing happened.

@@ -1,9 +1,9 @@
 """Kopf wiring: thin handlers that feed the controller, and the operator's run function.
 
 Only event handlers and a timer are used. Event handlers store nothing on the objects they
-watch, so Services, EndpointSlices, Nodes and Pods stay untouched (DESIGN §3). The timer runs
-on ProxyHealthPolicy objects: Kopf pauses it on an operator that is not the active peer, and
-its finalizer lives on ProxyMedic's own kind only.
+watch, so Services, EndpointSlices, Nodes and Pods stay untouched (docs/architecture.md, "The
+contract"). The timer runs on ProxyHealthPolicy objects: Kopf pauses it on an operator that is
+not the active peer, and its finalizer lives on ProxyMedic's own kind only.
 """
 
 from __future__ import annotations
