@@ -1,8 +1,8 @@
 # The two commands a newcomer needs; each installs what it needs first.
 .PHONY: demo test setup lint crds
 
-demo:  ## set up and run the embedded demo (no cluster needed)
-	bash scripts/setup.sh
+demo:  ## set up (the demo's packages only) and run the embedded demo (no cluster needed)
+	bash scripts/setup.sh --demo
 	.venv/bin/proxymedic demo
 
 test:  ## set up and run the whole test suite, the real-kernel VM tier included
