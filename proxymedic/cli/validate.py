@@ -115,8 +115,14 @@ def _check_document(path: Path, node: yaml.Node, doc: Any, tally: Tally) -> None
     except InvalidObjectError as exc:
         tally.invalid += 1
         tally.error(f'{where}: {exc.kind} "{exc.name}" is invalid:')
-        for problem, location in zip(exc.problems, exc.locations, strict=True):
-            tally.error(f"  {path}:{line_of(node, location)}: {problem}")
+        located = [
+            (line_of(node, where), problem)
+            for problem, where in zip(exc.problems, exc.locations, strict=True)
+        ]
+        for line, problem in sorted(
+            located, key=lambda item: item[0]
+        ):  # in file order, as an editor lists them
+            tally.error(f"  {path}:{line}: {problem}")
         return
     tally.valid += 1
     tally.say(f'{where}: {obj.kind} "{obj.metadata.name}" is valid')
