@@ -26,9 +26,11 @@ def write(tmp_path: Path, text: str, name: str = "policy.yaml") -> Path:
 
 
 def test_a_valid_policy(run: Run) -> None:
-    result = run("validate", "examples/policy-coredns.yaml")
+    example = "examples/policy-coredns.yaml"
+    first = 1 + Path(example).read_text().splitlines().index("apiVersion: proxymedic.io/v1alpha1")
+    result = run("validate", example)
     assert (result.code, result.err) == (0, "")
-    assert result.out == 'examples/policy-coredns.yaml:5: ProxyHealthPolicy "coredns" is valid\n'
+    assert result.out == f'{example}:{first}: ProxyHealthPolicy "coredns" is valid\n'
 
 
 def test_an_unknown_field_names_the_line_and_suggests_the_valid_names(run: Run, tmp_path: Path) -> None:
