@@ -18,11 +18,12 @@ from pydantic import ValidationError
 
 from proxymedic import __version__
 from proxymedic.agent.executor import execute
+from proxymedic.agent.liveness import InUse, LiveNow
 from proxymedic.agent.node import NodeDataplane
 from proxymedic.agent.sensing import LocalFindings, SenseSettings, sense
 from proxymedic.api.errors import describe_errors
 from proxymedic.api.health import MAX_RECENT_RESULTS, IntentResult, NodeProxyHealthStatus
-from proxymedic.api.intent import RemediationIntent
+from proxymedic.api.intent import IntentAction, RemediationIntent
 
 logger = logging.getLogger("proxymedic.agent")
 
@@ -78,10 +79,18 @@ def fingerprint(status: NodeProxyHealthStatus) -> tuple[Any, ...]:
 
 
 class NodeAgent:
-    def __init__(self, settings: AgentSettings, dataplane: NodeDataplane, version: str = __version__) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        dataplane: NodeDataplane,
+        version: str = __version__,
+        live_now: LiveNow | None = None,
+    ) -> None:
         self.settings = settings
         self.dataplane = dataplane
         self.version = version
+        self.live_now = live_now
+        """Asks the API which backends answer now, before a flush; None where there is no API."""
         self.node_labels: Mapping[str, str] = {}
         self._results: OrderedDict[str, IntentResult] = OrderedDict()
         self._malformed: set[str] = set()
@@ -127,7 +136,26 @@ class NodeAgent:
         intent = self._parse(raw)
         if intent is None or not self.wants(intent):
             return None
-        result = await execute(intent, self.dataplane)
+        in_use: InUse | None = None
+        service = intent.spec.service
+        if (
+            self.live_now is not None
+            and service is not None
+            and intent.spec.action is IntentAction.FLUSH_STALE_BACKENDS
+        ):
+            try:
+                in_use = await self.live_now(service.namespace, service.name)
+            except Exception as exc:  # unknown is never a reason to act: try again on the next delivery
+                logger.warning(
+                    "intent %s: not applied: cannot read %s/%s's EndpointSlices to check that its dead "
+                    "backends are not live now: %s",
+                    intent.metadata.name,
+                    service.namespace,
+                    service.name,
+                    exc,
+                )
+                return None
+        result = await execute(intent, self.dataplane, in_use)
         self._results[intent.metadata.uid or intent.metadata.name] = result
         while len(self._results) > 4 * MAX_RECENT_RESULTS:
             self._results.popitem(last=False)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
+from proxymedic.agent.liveness import InUse
 from proxymedic.agent.node import NodeDataplane
 from proxymedic.api.health import IntentResult
 from proxymedic.api.intent import FlushStep, IntentAction, IntentOutcome, RemediationIntent
@@ -36,6 +37,8 @@ class Work:
     changes: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What was deliberately left alone and why; it does not change the outcome."""
 
     def outcome(self, dry_run: bool) -> IntentOutcome:
         if self.errors:
@@ -47,7 +50,7 @@ class Work:
         return IntentOutcome.DRY_RUN if dry_run else IntentOutcome.APPLIED
 
     def message(self) -> str:
-        parts = self.errors + self.refusals + self.changes
+        parts = self.errors + self.refusals + self.changes + self.notes
         text = "; ".join(parts) if parts else "nothing to do"
         return text if len(text) <= 1024 else text[:1023] + "…"
 
@@ -79,7 +82,9 @@ async def _connection_counts(dp: NodeDataplane) -> dict[tuple[ServiceKey, Endpoi
     return {(c.service, c.destination): c.count for c in await dp.run(dp.connections.connection_counts)}
 
 
-async def _flush_backends(intent: RemediationIntent, dp: NodeDataplane, work: Work) -> None:
+async def _flush_backends(
+    intent: RemediationIntent, dp: NodeDataplane, work: Work, now: InUse | None
+) -> None:
     spec = intent.spec
     steps = set(spec.steps)
     live = {_ip(ip) for ip in spec.live_backends}
@@ -87,6 +92,17 @@ async def _flush_backends(intent: RemediationIntent, dp: NodeDataplane, work: Wo
     if live & set(dead):
         work.refusals.append("refused: the intent lists a backend as both dead and live")
         return
+    if now is not None:
+        protocols = {str(port.protocol) for port in spec.service.ports} if spec.service else set()
+        in_use = set().union(*(now.kept(protocol) for protocol in protocols)) if protocols else set()
+        kept = [backend for backend in dead if str(backend) in in_use]
+        for backend in kept:
+            why = "kube-proxy uses it" if str(backend) in now.programmed else "it is draining"
+            work.notes.append(f"kept {backend}: {why} now (the intent was decided before)")
+        live |= set(kept)
+        dead = [backend for backend in dead if backend not in live]
+        if not dead:
+            return
     ipvs_steps = steps & {FlushStep.REMOVE_REAL_SERVERS, FlushStep.FLUSH_CONNECTIONS}
     if ipvs_steps and dp.ipvs is not None:
         try:
@@ -243,15 +259,19 @@ async def _set_sysctls(values: dict[str, int], dp: NodeDataplane, work: Work, dr
             work.errors.append(str(exc))
 
 
-async def execute(intent: RemediationIntent, dp: NodeDataplane) -> IntentResult:
-    """Run the intent on this node; every failure becomes a Failed result, never an exception."""
+async def execute(intent: RemediationIntent, dp: NodeDataplane, in_use: InUse | None = None) -> IntentResult:
+    """Run the intent on this node; every failure becomes a Failed result, never an exception.
+
+    ``in_use``: the Service's backends in use now, read after the intent was decided; none of
+    them is touched. None where the caller has no API to ask.
+    """
     started = dp.clock()
     work = Work()
     spec = intent.spec
     try:
         match spec.action:
             case IntentAction.FLUSH_STALE_BACKENDS:
-                await _flush_backends(intent, dp, work)
+                await _flush_backends(intent, dp, work, in_use)
             case IntentAction.SET_IPVS_UDP_TIMEOUT:
                 await _set_udp_timeout(intent, dp, work)
             case IntentAction.ENFORCE_SYSCTLS:

@@ -15,11 +15,12 @@ from typing import Any
 import aiohttp
 
 from proxymedic.agent.agent import NodeAgent
+from proxymedic.agent.liveness import InUse, in_use
 from proxymedic.agent.metrics import AgentMetrics
 from proxymedic.agent.sensing import REPORTED_SYSCTLS
 from proxymedic.api.health import NodeProxyHealthStatus
 from proxymedic.kube.client import ApiError, ConflictError, GoneError, KubeClient, NotFoundError, retry_delay
-from proxymedic.kube.resources import INTENTS, NODE_HEALTHS, NODES
+from proxymedic.kube.resources import ENDPOINT_SLICES, INTENTS, NODE_HEALTHS, NODES
 
 logger = logging.getLogger("proxymedic.agent")
 
@@ -66,6 +67,9 @@ class AgentRunner:
     def __init__(self, client: KubeClient, agent: NodeAgent, metrics: AgentMetrics | None = None) -> None:
         self.client = client
         self.agent = agent
+        if agent.live_now is None:
+            # Before any flush, ask the API which backends answer now: an intent may be old.
+            agent.live_now = self.backends_in_use
         self.metrics = metrics or AgentMetrics()
         self._report_now = asyncio.Event()
         self._finding_types: set[str] = set()
@@ -131,6 +135,13 @@ class AgentRunner:
         except NotFoundError:
             return
         self.agent.node_labels = dict(node_obj.get("metadata", {}).get("labels") or {})
+
+    async def backends_in_use(self, namespace: str, service: str) -> InUse:
+        """The Service's backends in use now: NodeAgent's ``live_now`` on a cluster."""
+        slices, _ = await self.client.list(
+            ENDPOINT_SLICES, namespace, label_selector=f"kubernetes.io/service-name={service}"
+        )
+        return in_use(slices)
 
     async def handle(self, event_type: str, obj: dict[str, Any]) -> None:
         if event_type not in ("ADDED", "MODIFIED"):

@@ -122,7 +122,10 @@ class _CRDJsonSchema(GenerateJsonSchema):
     """Emit defaults of ``default_factory`` fields too, so the API server applies them.
 
     A nested object whose factory builds the model's own defaults becomes ``{}``: the server
-    then applies the nested fields' defaults itself, and the CRD stays readable.
+    then applies the nested fields' defaults itself, and the CRD stays readable. An object that
+    carries CEL rules gets its defaults written out instead: kube-apiserver checks a default
+    against its node's rules as written, without applying the nested defaults first, so ``{}``
+    fails any rule that reads a field ("no such key") and the whole CRD is rejected.
     """
 
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
@@ -130,7 +133,7 @@ class _CRDJsonSchema(GenerateJsonSchema):
         if factory is not None and not schema.get("default_factory_takes_data"):
             value = factory()  # type: ignore[call-arg]
             if isinstance(value, ApiModel) and value == type(value)():
-                value = {}
+                value = _written_out(value) if _has_rules(type(value)) else {}
             schema = {key: val for key, val in schema.items() if key != "default_factory"}  # type: ignore[assignment]
             schema["default"] = value
         return super().default_schema(schema)
@@ -139,6 +142,19 @@ class _CRDJsonSchema(GenerateJsonSchema):
         if isinstance(dft, timedelta):
             return format_duration(dft)
         return super().encode_default(dft)
+
+
+def _has_rules(model: type[ApiModel]) -> bool:
+    extra = model.model_config.get("json_schema_extra")
+    return isinstance(extra, dict) and bool(extra.get("x-kubernetes-validations"))
+
+
+def _written_out(value: ApiModel) -> dict[str, Any]:
+    """Every field's default, as the API spells it: what the server would fill in itself."""
+    dumped = value.model_dump(by_alias=True, exclude_none=True)
+    return {
+        key: format_duration(item) if isinstance(item, timedelta) else item for key, item in dumped.items()
+    }
 
 
 def _inline(node: Any, defs: dict[str, Any]) -> Any:

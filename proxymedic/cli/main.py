@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from proxymedic import __version__
-from proxymedic.cli import crds, reference, run, runbook_commands
+from proxymedic.cli import crds, expect, reference, run, runbook_commands
 from proxymedic.cli.usage import HelpFormatter, add_command
 from proxymedic.cli.validate import validate
 
@@ -88,6 +88,7 @@ def build_parser(prog: str = "proxymedic") -> argparse.ArgumentParser:
     reference_cmd.add_argument("--check", action="store_true", help="exit 1 if the file differs")
 
     runbook_commands.add_commands(commands)
+    expect.add_command(commands)
     run.add_operator_command(commands)
     run.add_agent_command(commands)
     return parser
@@ -100,6 +101,8 @@ def main(argv: Sequence[str] | None = None, *, clock: Callable[[], datetime] | N
     match args.command:
         case "status" | "diagnose" | "explain":
             return runbook_commands.run(args, prog, clock)
+        case "expect":
+            return expect.run(args, prog)
         case "crds":
             directories = args.output_dir or list(crds.DEFAULT_DIRECTORIES)
             return max(crds.run(directory, args.check) for directory in directories)

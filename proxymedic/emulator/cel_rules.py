@@ -191,4 +191,23 @@ def check(schema: Schema, value: Any, old: Any = _MISSING, path: str = "") -> li
     return causes
 
 
+def default_violations(schema: Schema, path: str = "openAPIV3Schema") -> Iterator[str]:
+    """Each ``default`` in the schema tree that fails its own node's rules, as the server words it.
+
+    A real kube-apiserver validates every default against the rules of the node that carries it,
+    as written: nested defaults are not applied to it first, so a rule reading a field the
+    default omits fails with "no such key" and the whole CRD is rejected.
+    """
+    if "default" in schema:
+        for cause in check(schema, schema["default"]):
+            yield f"{path}.default: {cause.message}"
+    for key, subschema in schema.get("properties", {}).items():
+        if isinstance(subschema, Mapping):
+            yield from default_violations(subschema, f"{path}.properties[{key}]")
+    for key in ("items", "additionalProperties"):
+        subschema = schema.get(key)
+        if isinstance(subschema, Mapping):
+            yield from default_violations(subschema, f"{path}.{key}")
+
+
 NO_OLD_VALUE: Any = _MISSING

@@ -69,6 +69,17 @@ def _check_rules_compile(schema: Any) -> None:
             _check_rules_compile(item)
 
 
+def _check_defaults(specs: list[ResourceSpec]) -> None:
+    """Reject a CRD whose defaults fail their own rules, as kube-apiserver does."""
+    for spec in specs:
+        if spec.schema is None:
+            continue
+        path = f"spec.validation.openAPIV3Schema ({spec.version})"
+        violations = list(cel_rules.default_violations(spec.schema, path))
+        if violations:
+            raise InvalidDefinitionError("; ".join(violations))
+
+
 @attrs.define(kw_only=True)
 class KubernetesApiEmulator(kmock.KubernetesScaffold):
     """An in-memory Kubernetes API server for tests, the demo and benchmarks.
@@ -134,6 +145,8 @@ class KubernetesApiEmulator(kmock.KubernetesScaffold):
         for spec in specs:
             if spec.schema is not None:
                 _check_rules_compile(spec.schema)
+        _check_defaults(specs)
+        for spec in specs:
             self.register(spec)
         return specs
 
@@ -299,7 +312,7 @@ class KubernetesApiEmulator(kmock.KubernetesScaffold):
 
     def _create_crd(self, body: JsonDict) -> JsonDict:
         try:
-            specs_from_crd(body)
+            _check_defaults(specs_from_crd(body))
         except InvalidDefinitionError as exc:
             name = str(body.get("metadata", {}).get("name", ""))
             raise errors.invalid(CRD_RESOURCE, name, [errors.Cause("spec", str(exc))]) from None

@@ -67,7 +67,8 @@ def parse_slice(obj: Mapping[str, Any]) -> tuple[ServiceRef, str, SliceState] | 
         is_ready = conditions.get("ready") is not False
         serving = conditions.get("serving", is_ready) is not False
         terminating = conditions.get("terminating") is True
-        if is_ready and not terminating:
+        # kube-proxy reads ready alone: with publishNotReadyAddresses a terminating pod stays ready.
+        if is_ready:
             ready.add(address)
         elif serving and terminating:
             serving_terminating.add(address)

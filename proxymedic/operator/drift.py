@@ -15,6 +15,7 @@ Service change and kube-proxy's own sync get their chance first.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,7 +36,30 @@ class SelectedVip:
     service: ServiceRef
     policy: str
     live: frozenset[str]
+    """The backends kube-proxy uses somewhere in the cluster: never judged stale."""
     target_port: int
+    expected: frozenset[str] | None = None
+    """The real servers kube-proxy should have programmed for this virtual server on the judged
+    node (``proxymedic.expectation``); None: every live backend of the VIP's address family."""
+
+    def wanted(self, vip: str) -> frozenset[str]:
+        if self.expected is not None:
+            return self.expected
+        version = ipaddress.ip_address(vip).version
+        return frozenset(ip for ip in self.live if ipaddress.ip_address(ip).version == version)
+
+
+class Selection(dict[VipKey, SelectedVip]):
+    """A policy's selected virtual servers, the same for every node; ``on(node)`` narrows them to
+    what kube-proxy programs on that node (traffic policies, topology, NodePorts, LB ingress)."""
+
+    def on(self, node: str) -> Mapping[VipKey, SelectedVip]:
+        return self
+
+
+_GRACEFUL_PROTOCOLS = frozenset({"TCP"})
+"""kube-proxy removes a real server of these at weight 0 and deletes it once its connections end
+(its graceful termination; UDP and SCTP real servers are deleted at once)."""
 
 
 @dataclass(frozen=True)
@@ -58,14 +82,17 @@ def detect(
 ) -> list[DriftFinding]:
     """Findings of one node; the agent's own node-local findings pass through unchanged."""
     findings: list[DriftFinding] = []
+    on_node = selected.on(node) if isinstance(selected, Selection) else selected
     for vs in status.virtual_servers:
-        sel = selected.get((vs.vip, vs.port, str(vs.protocol)))
+        sel = on_node.get((vs.vip, vs.port, str(vs.protocol)))
         if sel is None:
             continue
         where = f"{sel.service} ({vs.vip}:{vs.port}/{vs.protocol})"
         present = {rs.ip for rs in vs.real_servers}
+        wanted = sel.wanted(vs.vip)
+        draining = str(vs.protocol) in _GRACEFUL_PROTOCOLS
         for rs in vs.real_servers:
-            if rs.ip not in sel.live:
+            if rs.ip not in sel.live and rs.ip not in wanted and not (draining and rs.weight == 0):
                 findings.append(
                     DriftFinding(
                         node,
@@ -78,7 +105,8 @@ def detect(
                     )
                 )
         for orphan in vs.orphaned_connections:
-            if orphan.ip not in sel.live and orphan.ip not in present and orphan.connections > 0:
+            gone = orphan.ip not in sel.live and orphan.ip not in wanted and orphan.ip not in present
+            if gone and orphan.connections > 0:
                 findings.append(
                     DriftFinding(
                         node,
@@ -90,7 +118,7 @@ def detect(
                         orphan.ip,
                     )
                 )
-        for backend in sorted(sel.live - present):
+        for backend in sorted(wanted - present):
             findings.append(
                 DriftFinding(
                     node,

@@ -6,7 +6,7 @@ Nothing here talks to the API server; the handlers feed it and the controller qu
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +15,10 @@ from pydantic import ValidationError
 from proxymedic.api.errors import describe_errors
 from proxymedic.api.health import NodeProxyHealth, NodeProxyHealthStatus
 from proxymedic.api.policy import LastRemediation, ProxyHealthPolicy
+from proxymedic.expectation import NodeSpec, ServiceSpec, SliceSpec
+from proxymedic.expectation import parse_node as parse_node_spec
+from proxymedic.expectation import parse_service as parse_service_spec
+from proxymedic.expectation import parse_slice as parse_slice_spec
 from proxymedic.operator.aggregation import IntentTracking
 from proxymedic.operator.backends import (
     ServiceEndpoints,
@@ -24,7 +28,8 @@ from proxymedic.operator.backends import (
     parse_slice,
     resolve_target_port,
 )
-from proxymedic.operator.drift import Ladder, SelectedVip, VipKey
+from proxymedic.operator.drift import Ladder, SelectedVip, Selection, VipKey
+from proxymedic.operator.expected import NodeSelection
 from proxymedic.operator.guardrails import HOUR, ActionRecord
 from proxymedic.operator.planner import covering_policy
 from proxymedic.operator.sysctl_gaps import SysctlGap
@@ -65,6 +70,10 @@ class Cluster:
     """The in-use backends of each Service when the operator last decided about it."""
     nodes: dict[str, Mapping[str, str]] = field(default_factory=dict)
     """Node name → labels."""
+    service_specs: dict[ServiceRef, ServiceSpec] = field(default_factory=dict)
+    slice_specs: dict[tuple[ServiceRef, str], SliceSpec] = field(default_factory=dict)
+    node_specs: dict[str, NodeSpec] = field(default_factory=dict)
+    """Services, EndpointSlices and Nodes as kube-proxy reads them: what each node should have."""
     node_uids: dict[str, str] = field(default_factory=dict)
     healths: dict[str, NodeProxyHealthStatus] = field(default_factory=dict)
     intents: dict[str, IntentTracking] = field(default_factory=dict)
@@ -76,7 +85,7 @@ class Cluster:
     entry when the policy first appears."""
     _revision: int = 0
     """Bumped by every change of a policy, Service or EndpointSlice."""
-    _vips: dict[str, tuple[int, ProxyHealthPolicy, dict[VipKey, SelectedVip]]] = field(default_factory=dict)
+    _vips: dict[str, tuple[int, ProxyHealthPolicy, Selection]] = field(default_factory=dict)
     """Nodes whose kube-proxy pod was deleted, and when: restarts in progress."""
 
     # --- feeding -----------------------------------------------------------------------
@@ -110,6 +119,11 @@ class Cluster:
         info = parse_service(raw)
         meta = raw.get("metadata") or {}
         ref = ServiceRef(str(meta.get("namespace", "")), str(meta.get("name", "")))
+        spec = None if deleted else parse_service_spec(raw)
+        if spec is None:
+            self.service_specs.pop(ref, None)
+        else:  # the same namespace as the ref, also when the object names none
+            self.service_specs[ref] = replace(spec, namespace=ref.namespace)
         if deleted or info is None:
             self.services.pop(ref, None)
             return None
@@ -123,10 +137,15 @@ class Cluster:
             return None
         ref, name, state = parsed
         endpoints = self.endpoints.setdefault(ref, ServiceEndpoints())
+        spec = None if deleted else parse_slice_spec(raw)
         if deleted:
             endpoints.slices.pop(name, None)
         else:
             endpoints.slices[name] = state
+        if spec is None:
+            self.slice_specs.pop((ref, name), None)
+        else:
+            self.slice_specs[(ref, name)] = replace(spec, namespace=ref.namespace)
         return ref
 
     def set_node(self, raw: Mapping[str, Any], deleted: bool) -> None:
@@ -135,8 +154,10 @@ class Cluster:
         if deleted:
             self.nodes.pop(name, None)
             self.node_uids.pop(name, None)
+            self.node_specs.pop(name, None)
             return
         self.nodes[name] = dict(meta.get("labels") or {})
+        self.node_specs[name] = parse_node_spec(raw)
         self.node_uids[name] = str(meta.get("uid", ""))
 
     def set_health(self, node: str, raw: Mapping[str, Any] | None) -> NodeProxyHealthStatus | None:
@@ -191,8 +212,9 @@ class Cluster:
             and policy.spec.nodes.label_selector.matches(self.nodes[node])
         )
 
-    def selected_vips(self, policy: ProxyHealthPolicy) -> dict[VipKey, SelectedVip]:
-        """(VIP, port, protocol) → Service and live backends, for every Service the policy governs.
+    def selected_vips(self, policy: ProxyHealthPolicy) -> Selection:
+        """(VIP, port, protocol) → Service and live backends, for every Service the policy governs;
+        ``on(node)`` gives what kube-proxy should have programmed on a node.
 
         Cached until a Service, an EndpointSlice or a policy changes: every node report needs it,
         and building it walks every Service.
@@ -204,7 +226,7 @@ class Cluster:
         self._vips[policy.metadata.name] = (self._revision, policy, result)
         return result
 
-    def _selected_vips(self, policy: ProxyHealthPolicy) -> dict[VipKey, SelectedVip]:
+    def _selected_vips(self, policy: ProxyHealthPolicy) -> Selection:
         result: dict[VipKey, SelectedVip] = {}
         protocols = {str(protocol) for protocol in policy.spec.services.protocols}
         for service in self.selected_services(policy):
@@ -218,7 +240,10 @@ class Cluster:
                 for vip in service.cluster_ips:
                     key = (vip, port.port, port.protocol)
                     result[key] = SelectedVip(service.ref, policy.metadata.name, live, target)
-        return result
+        slices = self.slice_specs.values()
+        return NodeSelection(
+            result, self.service_specs.values(), slices, self.node_specs, frozenset(protocols)
+        )
 
     def prune_history(self, now: datetime) -> None:
         for entry in self.policies.values():

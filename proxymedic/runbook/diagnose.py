@@ -38,7 +38,7 @@ def _kernel(version: str) -> tuple[int, int] | None:
 def selected_vips(view: View, node: str) -> dict[VipKey, SelectedVip]:
     result: dict[VipKey, SelectedVip] = {}
     for policy in policies_for(view, node):
-        for key, selected in view.cluster.selected_vips(policy).items():
+        for key, selected in view.cluster.selected_vips(policy).on(node).items():
             result.setdefault(key, selected)
     return result
 
@@ -97,13 +97,14 @@ def step_stuck_connections(status: NodeProxyHealthStatus, selected: dict[VipKey,
             unselected += sum(o.connections for o in vs.orphaned_connections)
             continue
         where = f"{vs.vip}:{vs.port}/{vs.protocol}"
+        wanted = sel.wanted(vs.vip)
         for rs in vs.real_servers:
-            if rs.ip not in sel.live and rs.connections:
+            if rs.ip not in sel.live and rs.ip not in wanted and rs.connections:
                 rows.append(
                     [str(sel.service), where, rs.ip, str(rs.connections), "its real server is still there"]
                 )
         for orphan in vs.orphaned_connections:
-            if orphan.ip not in sel.live and orphan.connections:
+            if orphan.ip not in sel.live and orphan.ip not in wanted and orphan.connections:
                 rows.append(
                     [str(sel.service), where, orphan.ip, str(orphan.connections), "no real server left"]
                 )
@@ -213,12 +214,11 @@ def step_real_servers(status: NodeProxyHealthStatus, selected: dict[VipKey, Sele
     for key in sorted(selected, key=lambda k: (str(selected[k].service), k)):
         sel = selected[key]
         vs = present.get(key)
-        live = sorted(sel.live)
+        wanted = sel.wanted(key[0])  # what kube-proxy should have programmed on this node
+        live = sorted(wanted)
         real = sorted(rs.ip for rs in vs.real_servers) if vs is not None else []
-        stale = sorted(set(real) - sel.live)
-        missing = (
-            sorted(sel.live - set(real)) if vs is not None or not status.virtual_servers_truncated else []
-        )
+        stale = sorted(set(real) - sel.live - wanted)
+        missing = sorted(wanted - set(real)) if vs is not None or not status.virtual_servers_truncated else []
         stale_total += len(stale)
         missing_total += len(missing)
         rows.append(

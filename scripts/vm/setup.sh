@@ -21,7 +21,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # --- system packages --------------------------------------------------------------------
-PKGS=(qemu-system-x86 busybox-static ipvsadm conntrack nftables iproute2 util-linux libcap2-bin kmod)
+PKGS=(qemu-system-x86 busybox-static ipvsadm conntrack nftables iproute2 util-linux libcap2-bin kmod etcd-server)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

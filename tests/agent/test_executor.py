@@ -10,6 +10,7 @@ import pytest
 
 from proxymedic.agent.agent import AgentSettings, NodeAgent
 from proxymedic.agent.executor import execute
+from proxymedic.agent.liveness import InUse
 from proxymedic.agent.node import NodeDataplane
 from proxymedic.api.intent import IntentOutcome, RemediationIntent
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
@@ -189,3 +190,68 @@ async def test_the_agent_skips_intents_for_other_nodes_expired_or_malformed() ->
     assert result.outcome is IntentOutcome.APPLIED
     assert await agent.on_intent(mine.model_dump(mode="json", by_alias=True)) is None, "applied once"
     assert [r.intent for r in agent.recent_results()] == ["kube-dns-flush-1"]
+
+
+async def test_keeps_a_backend_kube_proxy_uses_now_though_the_intent_calls_it_dead() -> None:
+    """An old intent (replayed after an agent restart, or superseded) never removes the real
+    server of a backend that is ready now."""
+    dp, model = node()
+    result = await execute(flush_intent(), dp, InUse(frozenset({str(DEAD), str(LIVE)})))
+    assert result.outcome is IntentOutcome.ALREADY_CLEAN
+    assert "kept 10.244.1.5: kube-proxy uses it now" in result.message
+    assert connections_to(model, DEAD) == 3
+    assert {rs.endpoint.ip for vs in model.list_services() for rs in vs.real_servers} == {DEAD, LIVE}
+
+
+async def test_a_backend_gone_from_the_slices_is_flushed() -> None:
+    dp, model = node()
+    result = await execute(flush_intent(), dp, InUse(frozenset({str(LIVE)})))
+    assert result.outcome is IntentOutcome.APPLIED, result.message
+    assert connections_to(model, DEAD) == 0
+
+
+async def test_a_terminating_udp_backend_is_flushed_as_kube_proxy_would() -> None:
+    """kube-proxy deletes a UDP real server as soon as its endpoint terminates beside ready ones."""
+    dp, model = node()
+    result = await execute(flush_intent(), dp, InUse(frozenset({str(LIVE)}), frozenset({str(DEAD)})))
+    assert result.outcome is IntentOutcome.APPLIED, result.message
+    assert connections_to(model, DEAD) == 0
+
+
+async def test_the_agent_does_not_act_when_it_cannot_tell_what_is_live_now() -> None:
+    dp, model = node()
+
+    async def unreachable(namespace: str, name: str) -> InUse:
+        raise ConnectionError("API server unreachable")
+
+    agent = NodeAgent(AgentSettings(node_name="node-1"), dp, live_now=unreachable)
+    raw = flush_intent().model_dump(mode="json", by_alias=True)
+    assert await agent.on_intent(raw) is None
+    assert connections_to(model, DEAD) == 3, "unknown is never a reason to act"
+
+    async def reachable(namespace: str, name: str) -> InUse:
+        assert (namespace, name) == ("kube-system", "kube-dns")
+        return InUse(frozenset({str(LIVE)}))
+
+    agent.live_now = reachable
+    result = await agent.on_intent(raw)
+    assert result is not None
+    assert result.outcome is IntentOutcome.APPLIED, "retried on the next delivery"
+    assert connections_to(model, DEAD) == 0
+
+
+async def test_a_draining_tcp_backend_keeps_its_real_server() -> None:
+    """kube-proxy keeps a terminating TCP real server at weight 0 until its connections end."""
+    dp, model = node()
+    dns_tcp = ServiceKey(L4Protocol.TCP, VIP, 53)
+    model.add_service(dns_tcp)
+    model.add_real_server(dns_tcp, Endpoint(DEAD, 53))
+    ports = [
+        {"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 53},
+        {"name": "dns-tcp", "protocol": "TCP", "port": 53, "targetPort": 53},
+    ]
+    tcp_intent = flush_intent(**{"service.ports": ports})
+    result = await execute(tcp_intent, dp, InUse(frozenset({str(LIVE)}), frozenset({str(DEAD)})))
+    assert "kept 10.244.1.5: it is draining now" in result.message
+    assert result.removed_real_servers == 0
+    assert any(rs.endpoint.ip == DEAD for vs in model.list_services() for rs in vs.real_servers)

@@ -257,3 +257,34 @@ async def test_malformed_crd_is_422(api: Api) -> None:
     status, result = await api.call("post", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     assert status == 422
     assert result["reason"] == "Invalid"
+
+
+def _crd_with_defaulted_rule(default: dict[str, Any]) -> dict[str, Any]:
+    crd = copy.deepcopy(crds.probe_crd())
+    crd["spec"]["names"] = {"kind": "Budget", "plural": "budgets"}
+    crd["metadata"]["name"] = f"budgets.{crds.GROUP}"
+    spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec_schema["properties"]["budget"] = {
+        "type": "object",
+        "properties": {
+            "perNode": {"type": "integer", "default": 6},
+            "perCluster": {"type": "integer", "default": 100},
+        },
+        "x-kubernetes-validations": [
+            {"rule": "self.perNode <= self.perCluster", "message": "perNode too big"}
+        ],
+        "default": default,
+    }
+    return crd
+
+
+async def test_crd_whose_default_fails_its_own_rule_is_rejected(api: Api) -> None:
+    """kube-apiserver checks a default against its node's rules as written, nested defaults not
+    applied: ``{}`` fails a rule that reads a field. The emulator agrees."""
+    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    status, result = await api.call("post", path, _crd_with_defaulted_rule({}))
+    assert status == 422, result
+    assert "properties[budget].default" in result["message"]
+    with pytest.raises(InvalidDefinitionError, match=r"properties\[budget\]\.default"):
+        KubernetesApiEmulator().register_crd(_crd_with_defaulted_rule({}))
+    await api.ok("post", path, _crd_with_defaulted_rule({"perNode": 6, "perCluster": 100}))

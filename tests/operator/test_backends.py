@@ -67,6 +67,10 @@ def service_endpoints(*slices: dict[str, Any]) -> ServiceEndpoints:
         ([endpoint("10.0.0.2", ready=False, serving=True, terminating=True)], {"10.0.0.2"}),
         ([endpoint("10.0.0.2", ready=False, serving=False, terminating=True)], set()),
         ([endpoint("10.0.0.3", ready=None)], {"10.0.0.3"}),
+        (
+            [endpoint("10.0.0.1"), endpoint("10.0.0.2", ready=True, serving=True, terminating=True)],
+            {"10.0.0.1", "10.0.0.2"},
+        ),
         ([{"addresses": [], "conditions": {}}, {"addresses": ["not-an-ip"]}], set()),
     ],
     ids=[
@@ -76,6 +80,7 @@ def service_endpoints(*slices: dict[str, Any]) -> ServiceEndpoints:
         "terminating-fallback",
         "terminating-not-serving",
         "absent-conditions-mean-ready",
+        "ready-terminating-stays-as-with-publish-not-ready-addresses",
         "malformed-addresses-ignored",
     ],
 )
