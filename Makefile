@@ -1,8 +1,8 @@
 # The two commands a newcomer needs; each installs what it needs first.
 .PHONY: demo test setup lint crds
 
-demo:  ## set up and run the embedded demo (no cluster needed)
-	bash scripts/setup.sh
+demo:  ## set up (the demo's packages only) and run the embedded demo (no cluster needed)
+	bash scripts/setup.sh --demo
 	.venv/bin/proxymedic demo
 
 test:  ## set up and run the whole test suite, the real-kernel VM tier included
@@ -16,6 +16,7 @@ lint: setup
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 	.venv/bin/lint-imports
+	.venv/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.y*ml
 	.venv/bin/proxymedic crds --check
 
 crds: setup

@@ -231,7 +231,7 @@ def _method(results: dict[str, Any]) -> str:
 - **Operator**: a real `proxymedic operator --kubeconfig … --standalone` subprocess (Kopf, its
   own process and event loop), talking HTTP to the emulator.
 - **Nodes**: each simulated node has its own modelled dataplane (`ModelledNode`: IPVS,
-  connection table, conntrack, sysctls, DESIGN §2 semantics), its own simulated kube-proxy
+  connection table, conntrack, sysctls, as docs/kernel.md measured them), its own simulated kube-proxy
   (`KubeProxySim`) and its DNS clients (each re-using one source port). Its agent is ProxyMedic's
   own code: an `AgentRunner` around a `NodeAgent` creates the node's NodeProxyHealth, reads its
   labels, senses and reports (`AgentRunner.report`, `status_patch`, one merge patch per write),
@@ -291,7 +291,8 @@ def _latency(results: dict[str, Any], plots: dict[str, str]) -> str:
         "operator's part (the slice event reaching Kopf, the 50 ms coalescing window, the guardrails, "
         "creating the intent). The rest is the agents': each parses the intent, reads its IPVS "
         "services and connection table, removes or flushes the dead backend, waits for the modelled "
-        "kernel's queued flush (50 ms, DESIGN §2 B measured it within 0.2 s) and verifies. On healthy "
+        "kernel's queued flush (50 ms; row B of docs/kernel.md measured it within 0.2 s) and verifies. "
+        "On healthy "
         "nodes kube-proxy has often removed the real server already, and the agent verifies the node "
         "clean without waiting. Both columns list the two pods replaced, in order.\n"
     )

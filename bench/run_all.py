@@ -66,7 +66,7 @@ QUICK = Plan(
 
 
 def dns_kinds(nodes: int) -> list[NodeKind]:
-    """A mixed cluster: most nodes healthy, some with each failure of DESIGN §1."""
+    """A mixed cluster: most nodes healthy, some with each failure of docs/architecture.md (F1-F7)."""
     some = max(1, nodes // 10)
     few = max(1, nodes // 20)
     return [

@@ -11,6 +11,7 @@ echo "== lint: ruff, mypy --strict, import-linter, CRD drift"
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/lint-imports
+.venv/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.y*ml
 .venv/bin/proxymedic crds --check
 
 echo "== pytest: unit, emulator, chart, e2e (kernel tests run in the VM below)"

@@ -48,7 +48,8 @@ class AgentSettings:
     """Seconds between sensing rounds; a report is written only when something material changed."""
     heartbeat: float = 300.0
     """Seconds after which the status is written even if nothing changed (proves the agent alive).
-    At 5,000 nodes, 300 s costs 17 writes/s: inside the API budget of DESIGN §3."""
+    At 5,000 nodes, 300 s costs 17 writes/s: inside the API write budget (docs/architecture.md,
+    "The contract")."""
     min_write_interval: float = 1.0
     """Results of intents that arrive within this window share one status write."""
     sense: SenseSettings = field(default_factory=SenseSettings)
@@ -62,6 +63,7 @@ def fingerprint(status: NodeProxyHealthStatus) -> tuple[Any, ...]:
         status.kube_proxy.healthz,
         status.ipvs,
         tuple(sorted(status.sysctls.items())),
+        status.sysctls_writable,
         tuple(
             (
                 vs.vip,

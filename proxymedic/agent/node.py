@@ -11,6 +11,7 @@ import platform
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
@@ -19,6 +20,10 @@ from proxymedic.dataplane.types import ConnectionTable, ConntrackAdapter, IPVSAd
 
 Probe = Callable[[], Awaitable[KubeProxyObservation]]
 T = TypeVar("T")
+
+
+def unknown_writability() -> bool | None:
+    return None
 
 
 async def inline(call: Callable[[], T]) -> T:
@@ -47,6 +52,8 @@ class NodeDataplane:
     run: Callable[[Callable[[], Any]], Awaitable[Any]] = inline
     """How every adapter call is made: ``inline`` or ``in_thread``."""
     kernel_version: str = ""
+    sysctls_writable: Callable[[], bool | None] = unknown_writability
+    """Whether the agent may write the sysctls it would enforce (None: cannot tell)."""
 
 
 def kernel_dataplane(probe_config: ProbeConfig | None = None) -> NodeDataplane:
@@ -54,9 +61,10 @@ def kernel_dataplane(probe_config: ProbeConfig | None = None) -> NodeDataplane:
     from proxymedic.dataplane.conntrack import NetlinkConntrack
     from proxymedic.dataplane.ipvs import NetlinkIPVS
     from proxymedic.dataplane.procfs import ProcConnectionTable
-    from proxymedic.dataplane.sysctl import ProcSysctl
+    from proxymedic.dataplane.sysctl import EXPIRE_NODEST_CONN, ProcSysctl
 
     config = probe_config or ProbeConfig()
+    sysctls = ProcSysctl()
 
     async def probe() -> KubeProxyObservation:
         return await probe_kube_proxy(config)
@@ -65,8 +73,9 @@ def kernel_dataplane(probe_config: ProbeConfig | None = None) -> NodeDataplane:
         ipvs=NetlinkIPVS(),
         connections=ProcConnectionTable(),
         conntrack=NetlinkConntrack(),
-        sysctls=ProcSysctl(),
+        sysctls=sysctls,
         probe=probe,
         kernel_version=platform.release(),
         run=in_thread,
+        sysctls_writable=partial(sysctls.writable, EXPIRE_NODEST_CONN),
     )

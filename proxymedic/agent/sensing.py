@@ -219,6 +219,12 @@ async def sense(
         except Exception as exc:
             problems.append(f"sysctl {name}: {_describe(exc)}"[:512])
 
+    try:
+        writable = dataplane.sysctls_writable()
+    except Exception as exc:  # unknown, not a reason to stop sensing
+        problems.append(f"sysctl write access: {_describe(exc)}"[:512])
+        writable = None
+
     conntrack: ConntrackState | None = None
     if dataplane.conntrack is not None:
         try:
@@ -237,6 +243,7 @@ async def sense(
         kube_proxy=kube_proxy_state(observation, settings),
         ipvs=ipvs_state,
         sysctls=sysctls,
+        sysctls_writable=writable,
         conntrack=conntrack,
         virtual_servers=states,
         virtual_servers_truncated=truncated,

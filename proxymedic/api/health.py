@@ -11,7 +11,7 @@ import enum
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 
 from proxymedic.api.intent import IntentOutcome
 from proxymedic.api.meta import ObjectMeta
@@ -148,11 +148,16 @@ class NodeProxyHealthStatus(ApiModel):
     kube_proxy: KubeProxyState = Field(default_factory=KubeProxyState)
     ipvs: IPVSState | None = None
     sysctls: dict[str, int] = Field(default_factory=dict)
+    sysctls_writable: StrictBool | None = Field(
+        default=None,
+        description="Whether the agent can write the sysctls it would enforce: false where its container "
+        "sees /proc/sys read-only (the chart's agent.sysctlWrites is off); absent when unknown.",
+    )
     conntrack: ConntrackState | None = None
     virtual_servers: Annotated[list[VirtualServerState], Field(max_length=MAX_VIRTUAL_SERVERS)] = Field(
         default_factory=list
     )
-    virtual_servers_truncated: bool = False
+    virtual_servers_truncated: StrictBool = False
     findings: Annotated[list[Finding], Field(max_length=MAX_FINDINGS)] = Field(default_factory=list)
     finding_count: Annotated[int, Field(ge=0)] = 0
     recent_results: Annotated[list[IntentResult], Field(max_length=MAX_RECENT_RESULTS)] = Field(

@@ -1,8 +1,9 @@
 """RemediationIntent: one decided action, addressed to a set of nodes.
 
-Intents are level-based (DESIGN §3): each carries the Service's VIPs and ports, the dead
-backends AND the live backends at decision time, so re-applying one is harmless and an agent
-can refuse any step that would touch a live backend. The spec is immutable once created.
+Intents are level-based (docs/architecture.md, "The contract"): each carries the Service's VIPs
+and ports, the dead backends AND the live backends at decision time, so re-applying one is
+harmless and an agent can refuse any step that would touch a live backend. The spec is immutable
+once created.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 
 from proxymedic.api.meta import Condition, LabelSelector, ObjectMeta
 from proxymedic.api.policy import ServiceProtocol
@@ -49,7 +50,7 @@ class FlushStep(enum.StrEnum):
     its connections when net.ipv4.vs.expire_nodest_conn is 1)."""
     FLUSH_CONNECTIONS = "FlushConnections"
     """F1: expire IPVS connection entries to the dead backend without touching a present real
-    server: re-add it with weight 0 and delete it (DESIGN §2 case D3)."""
+    server: re-add it with weight 0 and delete it (docs/kernel.md, row D3)."""
     DELETE_CONNTRACK = "DeleteConntrack"
     """F5: delete UDP conntrack entries to the VIP whose reply source is the dead backend."""
 
@@ -140,12 +141,12 @@ class RemediationIntentSpec(ApiModel):
     steps: Annotated[list[FlushStep], Field(max_length=3)] = Field(
         default_factory=list, json_schema_extra={"x-kubernetes-list-type": "set"}
     )
-    all_nodes: bool = False
+    all_nodes: StrictBool = False
     node_selector: LabelSelector | None = None
     node_names: Annotated[list[ObjectName], Field(max_length=MAX_TARGET_NODES)] = Field(
         default_factory=list, json_schema_extra={"x-kubernetes-list-type": "set"}
     )
-    dry_run: bool = False
+    dry_run: StrictBool = False
     decided_at: datetime
     expires_at: datetime
     parameters: IntentParameters = Field(default_factory=IntentParameters)

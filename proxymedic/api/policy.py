@@ -10,7 +10,7 @@ import enum
 from datetime import datetime, timedelta
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 
 from proxymedic.api.meta import Condition, LabelSelector, ObjectMeta
 from proxymedic.api.types import (
@@ -58,13 +58,13 @@ class NodeSelection(ApiModel):
 class FlushStaleConnections(ApiModel):
     """F1: expire IPVS connection entries to backends that left the Service."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
 
 
 class RemoveStaleRealServers(ApiModel):
     """F2: remove IPVS real servers that kube-proxy left behind for dead backends."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
 
 
 class KubeProxyTarget(ApiModel):
@@ -83,7 +83,7 @@ class RestartKubeProxy(ApiModel):
     the last step of the escalation ladder and always guarded.
     """
 
-    enabled: bool = False
+    enabled: StrictBool = False
     stale_after: Annotated[Duration, DurationBounds("10s", "1h")] = Field(
         default=timedelta(seconds=90),
         description="Sync age beyond which kube-proxy counts as stale while changes are pending.",
@@ -94,22 +94,22 @@ class RestartKubeProxy(ApiModel):
 class SetIPVSUDPTimeout(ApiModel):
     """Prevention: bound how long NEW IPVS UDP entries live. It never shortens existing entries."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
     timeout: Annotated[Duration, DurationBounds("1s", "1h")] = timedelta(seconds=30)
 
 
 class EnforceSysctls(ApiModel):
     """F7: keep the IPVS sysctls that make stale entries expire at 1."""
 
-    enabled: bool = False
-    expire_nodest_conn: bool = True
-    expire_quiescent_template: bool = True
+    enabled: StrictBool = False
+    expire_nodest_conn: StrictBool = True
+    expire_quiescent_template: StrictBool = True
 
 
 class FlushStaleConntrack(ApiModel):
     """F5: delete UDP conntrack entries to a Service VIP whose reply source is a dead backend."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
 
 
 class RaiseConntrackMax(ApiModel):
@@ -127,7 +127,7 @@ class RaiseConntrackMax(ApiModel):
         }
     )
 
-    enabled: bool = False
+    enabled: StrictBool = False
     threshold_percent: Annotated[int, Field(ge=50, le=100)] = 90
     step_percent: Annotated[int, Field(ge=1, le=100)] = 25
     ceiling: Annotated[int, Field(ge=1024, le=1 << 30)] | None = None
@@ -207,8 +207,10 @@ class HourlyBudget(ApiModel):
 
 
 class Guardrails(ApiModel):
-    dry_run: bool = Field(default=False, description="Decide and report, but change nothing on any node.")
-    paused: bool = Field(
+    dry_run: StrictBool = Field(
+        default=False, description="Decide and report, but change nothing on any node."
+    )
+    paused: StrictBool = Field(
         default=False, description="Decide nothing; also set by the proxymedic.io/paused annotation."
     )
     node_cooldown: Annotated[Duration, DurationBounds("0s", "24h")] = timedelta(minutes=5)

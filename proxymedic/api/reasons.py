@@ -39,7 +39,17 @@ class Reason:
     meaning: str
     todo: tuple[str, ...]
     """What to do, in order; commands in backquotes."""
+    warning_when: str = ""
+    """When an Event of this reason is a Warning instead of its usual type; empty if never."""
 
+    @property
+    def types(self) -> str:
+        """``Normal``, or ``Normal or Warning`` for a reason whose type depends on the outcome."""
+        return f"{self.type} or {EventKind.WARNING}" if self.warning_when else str(self.type)
+
+
+# An intent's summary Event keeps its reason when the intent expires before every node reported.
+_UNREPORTED = "some target nodes did not report before the intent expired"
 
 STALE_CONNECTIONS_FLUSHED = "StaleConnectionsFlushed"
 STALE_REAL_SERVER_REMOVED = "StaleRealServerRemoved"
@@ -56,6 +66,7 @@ KUBE_PROXY_SYNC_STALE = "KubeProxySyncStale"
 CONNTRACK_PRESSURE = "ConntrackPressure"
 KUBE_PROXY_NOT_FOUND = "KubeProxyNotFound"
 KUBE_PROXY_NOT_RESTARTABLE = "KubeProxyNotRestartable"
+SYSCTL_NOT_ENFORCED = "SysctlNotEnforced"
 POLICY_REJECTED = "PolicyRejected"
 
 _DIAGNOSE = (
@@ -74,13 +85,13 @@ REASONS: dict[str, Reason] = {
             "Each target node expired the IPVS connection entries pointing at them (and their UDP "
             "conntrack entries where the policy says so), so clients stuck on a dead backend are "
             "rescheduled at once instead of after the 300 s UDP timeout. The message names the VIP and "
-            "port, the dead backends, how many nodes changed or were already clean, and the time taken. "
-            "It is a Warning when some nodes did not report before the intent expired.",
+            "port, the dead backends, how many nodes changed or were already clean, and the time taken.",
             (
                 "Nothing, when every node changed or was already clean.",
                 "If nodes did not report: `kubectl get nodeproxyhealths` (is their agent silent?), "
                 "then " + _DIAGNOSE + ".",
             ),
+            _UNREPORTED,
         ),
         Reason(
             STALE_REAL_SERVER_REMOVED,
@@ -95,6 +106,7 @@ REASONS: dict[str, Reason] = {
                 "If the real server comes back, kube-proxy's cache is stale: ProxyMedic escalates to a "
                 "kube-proxy restart (KubeProxyRestarted, or RemediationHeld naming the rule).",
             ),
+            _UNREPORTED,
         ),
         Reason(
             UDP_TIMEOUT_SET,
@@ -104,6 +116,7 @@ REASONS: dict[str, Reason] = {
             "The IPVS UDP timeout was set to the policy's value (ipvsUDPTimeout). It bounds how long NEW "
             "UDP entries live; it never shortens entries that exist already: it prevents, it does not cure.",
             ("Nothing. To change the value, edit the policy's spec.actions.ipvsUDPTimeout.timeout.",),
+            _UNREPORTED,
         ),
         Reason(
             SYSCTLS_ENFORCED,
@@ -116,6 +129,7 @@ REASONS: dict[str, Reason] = {
                 "Find what resets the sysctl on that node (a tuning DaemonSet, a node image, "
                 "/etc/sysctl.d) and fix it there; ProxyMedic repairs it on every drift.",
             ),
+            _UNREPORTED,
         ),
         Reason(
             CONNTRACK_MAX_RAISED,
@@ -128,6 +142,7 @@ REASONS: dict[str, Reason] = {
                 "Find what fills the table: `conntrack -S` and `conntrack -L | sort | uniq -c` on the node.",
                 "Raise the ceiling in the policy (raiseConntrackMax.ceiling) only if the load is legitimate.",
             ),
+            _UNREPORTED,
         ),
         Reason(
             KUBE_PROXY_RESTARTED,
@@ -156,6 +171,7 @@ REASONS: dict[str, Reason] = {
                 "Read the DryRun Events for a while; when they are what you want, set the policy's "
                 "spec.guardrails.dryRun to false.",
             ),
+            _UNREPORTED,
         ),
         Reason(
             REMEDIATION_FAILED,
@@ -232,6 +248,28 @@ REASONS: dict[str, Reason] = {
                 _DIAGNOSE + ": step 5 shows count, max and drops.",
                 "Find what fills the table (`conntrack -S`, `conntrack -L`); enable raiseConntrackMax "
                 "with a ceiling if the load is legitimate.",
+            ),
+        ),
+        Reason(
+            SYSCTL_NOT_ENFORCED,
+            EventKind.WARNING,
+            Category.DETECTION,
+            "the node",
+            "The node's net.ipv4.vs.expire_nodest_conn is 0 and no policy can set it to 1: none selecting "
+            "the node enables enforceSysctls, or the agent cannot write sysctls (its container sees "
+            "/proc/sys read-only, the chart's default). Until it is 1, a client's UDP flow to a removed "
+            "backend keeps failing until the IPVS UDP timeout (300 s by default): the kernel keeps the "
+            "entry, and neither removing the real server nor a flush clears it. Posted once per node; "
+            "the policies selecting the node carry the condition SysctlNotEnforced meanwhile.",
+            (
+                "Let ProxyMedic set it: `helm upgrade RELEASE --reuse-values --set agent.sysctlWrites=true` "
+                "(the agent container becomes privileged, and the chart's coredns policy enables "
+                "enforceSysctls); in a policy of your own, also set spec.actions.enforceSysctls.enabled: "
+                "true.",
+                "Or set it on the node yourself: `sysctl -w net.ipv4.vs.expire_nodest_conn=1`, persisted "
+                "in /etc/sysctl.d, and find what reset it (kube-proxy sets it to 1 when it starts in IPVS "
+                "mode).",
+                _DIAGNOSE + ": step 6 shows the sysctls and what keeps ProxyMedic from setting them.",
             ),
         ),
         Reason(

@@ -106,6 +106,17 @@ def format_duration(value: timedelta) -> str:
     return "".join(parts)
 
 
+def format_elapsed(value: timedelta) -> str:
+    """A measured time for people to read: ``45ms`` below a second, ``5.5s`` below a minute, then whole
+    seconds (``1m23s``). Unlike format_duration it rounds: ``5s546ms`` reads as noise."""
+    seconds = value.total_seconds()
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    if seconds < 59.95:
+        return f"{seconds:.1f}s"
+    return format_duration(timedelta(seconds=round(seconds)))
+
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import yaml
+
 from proxymedic.runbook.ages import age
 from proxymedic.runbook.snapshot import parse_time
 from proxymedic.sim.coredns import POLICY
@@ -83,6 +85,18 @@ async def run_scenario(with_proxymedic: bool, timing: Timing = Timing()) -> Scen
             stats[name] = _merge([client.stats for client in node.clients])
         events = await world.events()
     return ScenarioResult(with_proxymedic, stats, started, events)
+
+
+def policy_manifest(indent: str = "  ") -> str:
+    """The ProxyHealthPolicy the demo runs with, as a manifest a user could apply."""
+    manifest = {
+        "apiVersion": "proxymedic.io/v1alpha1",
+        "kind": "ProxyHealthPolicy",
+        "metadata": {"name": "coredns"},
+        "spec": POLICY,
+    }
+    text = yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False).rstrip("\n")
+    return "\n".join(indent + line for line in text.splitlines())
 
 
 def format_events(events: Sequence[Mapping[str, Any]], now: datetime) -> str:
@@ -180,6 +194,8 @@ def run_demo(timing: Timing = Timing()) -> int:
     )
     for spec in NODES:
         print(f"  {spec.name}: {spec.note}")
+    print("\nThe run with ProxyMedic applies this policy (every repair enabled, short observation times):\n")
+    print(policy_manifest())
     print()
     started = time.monotonic()
     without, with_pm = asyncio.run(_main(timing))

@@ -18,11 +18,12 @@ from typing import Any, TextIO
 import aiohttp
 import yaml
 
+from proxymedic.cli import usage
 from proxymedic.expectation import MODE, NodeExpectation, ProxyOptions, expect_from_objects
 from proxymedic.kube.client import ApiError, JsonObject, KubeClient
-from proxymedic.kube.config import load_connection
+from proxymedic.kube.config import KubeconfigError, load_connection
 from proxymedic.kube.resources import ENDPOINT_SLICES, NODES, SERVICES, Resource
-from proxymedic.runbook.errors import ClusterAccessError, RunbookError
+from proxymedic.runbook.errors import ClusterAccessError, KubeconfigUnusableError, RunbookError
 
 DESCRIPTION = (
     "Print the IPVS virtual servers and real servers kube-proxy should have programmed on NODE right "
@@ -40,7 +41,8 @@ class ManifestError(RunbookError):
 
 
 def add_command(commands: Any) -> None:
-    expect = commands.add_parser(
+    expect = usage.add_command(
+        commands,
         "expect",
         help="what kube-proxy should have programmed on a node (IPVS virtual and real servers)",
         description=DESCRIPTION,
@@ -55,7 +57,7 @@ def add_command(commands: Any) -> None:
         metavar="FILE",
         help="a manifest of Services, EndpointSlices and Nodes; repeatable. Without -f, read the cluster",
     )
-    expect.add_argument("--mode", choices=(MODE,), default=MODE, help="kube-proxy's proxy mode (ipvs)")
+    expect.add_argument("--mode", choices=(MODE,), default=MODE, help="kube-proxy's proxy mode")
     expect.add_argument(
         "--node-address",
         dest="node_addresses",
@@ -63,10 +65,16 @@ def add_command(commands: Any) -> None:
         metavar="IP",
         help="an address NodePorts are programmed on; repeatable (default: the Node's InternalIPs)",
     )
-    expect.add_argument("--kubeconfig", help="the kubeconfig to use (default: KUBECONFIG or ~/.kube/config)")
-    expect.add_argument("--context", help="the kubeconfig context to use (default: the current context)")
     expect.add_argument(
-        "-o", "--output", choices=("text", "json"), default="text", help="text for people (default) or json"
+        "--kubeconfig",
+        metavar="FILE",
+        help="the kubeconfig to use (default: KUBECONFIG, else ~/.kube/config)",
+    )
+    expect.add_argument(
+        "--context", metavar="NAME", help="the kubeconfig context to use (default: its current context)"
+    )
+    expect.add_argument(
+        "-o", "--output", choices=("text", "json"), default="text", help="text for people or json for scripts"
     )
 
 
@@ -83,6 +91,8 @@ def _documents(path: Path) -> Iterator[JsonObject]:
 async def _read_cluster(kubeconfig: str | None, context: str | None) -> list[JsonObject]:
     try:
         connection = load_connection(kubeconfig, context)
+    except KubeconfigError as exc:
+        raise KubeconfigUnusableError(str(exc)) from None
     except Exception as exc:  # the kubernetes client raises several kinds for a bad kubeconfig
         raise ClusterAccessError(f"cannot load the kubeconfig: {exc}") from None
 

@@ -9,38 +9,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-import yaml
-
 from proxymedic import __version__
-from proxymedic.api.errors import InvalidObjectError, parse_object
 from proxymedic.cli import crds, expect, reference, run, runbook_commands
-
-
-def _validate(paths: Sequence[Path]) -> int:
-    """Check manifests of ProxyMedic's kinds against the models, naming every bad field."""
-    failures = 0
-    for path in paths:
-        try:
-            documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
-        except (OSError, yaml.YAMLError) as exc:
-            print(f"{path}: cannot read: {exc}", file=sys.stderr)
-            failures += 1
-            continue
-        for doc in documents:
-            if not isinstance(doc, dict):
-                print(f"{path}: a document is not a mapping", file=sys.stderr)
-                failures += 1
-                continue
-            try:
-                obj = parse_object(doc)
-            except InvalidObjectError as exc:
-                failures += 1
-                print(f'{path}: {exc.kind} "{exc.name}" is invalid:', file=sys.stderr)
-                for problem in exc.problems:
-                    print(f"  {problem}", file=sys.stderr)
-            else:
-                print(f'{path}: {obj.kind} "{obj.metadata.name}" is valid')
-    return 1 if failures else 0
+from proxymedic.cli.usage import HelpFormatter, add_command
+from proxymedic.cli.validate import validate
 
 
 def program_name(argv0: str | None = None) -> str:
@@ -50,35 +22,73 @@ def program_name(argv0: str | None = None) -> str:
 
 
 def build_parser(prog: str = "proxymedic") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Keeps kube-proxy's dataplane honest.")
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Keeps kube-proxy's dataplane honest. `%(prog)s COMMAND --help` describes each command.",
+        formatter_class=HelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    crds_cmd = commands.add_parser("crds", help="write the CRDs generated from the models")
+    demo_cmd = add_command(
+        commands,
+        "demo",
+        help="run the embedded demo: a CoreDNS rollout, no cluster needed",
+        description="Run a CoreDNS rollout on a simulated 4-node cluster (an in-process API server, "
+        "modelled kernels, ProxyMedic's real operator and agents), once without and once with "
+        "ProxyMedic, and print the Events and the failed DNS queries of both runs (about 40 s).",
+    )
+    mode = demo_cmd.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--session",
+        action="store_true",
+        help="instead: run the demo cluster with ProxyMedic and show `status` and `diagnose` against it",
+    )
+    mode.add_argument(
+        "--serve",
+        action="store_true",
+        help="instead: run the demo cluster with ProxyMedic and keep it running until Ctrl-C, printing a "
+        "kubeconfig for `proxymedic status`, `proxymedic diagnose` and kubectl",
+    )
+
+    validate_cmd = add_command(
+        commands,
+        "validate",
+        help="check ProxyMedic manifests offline before applying them",
+        description="Check every document of each FILE: ProxyHealthPolicy, RemediationIntent and "
+        "NodeProxyHealth objects are validated against the models, which reject what the CRDs reject; "
+        "other kinds are listed as skipped. Each message starts with FILE:LINE. Exit code 0 when "
+        "nothing is invalid, 1 otherwise (an empty or unreadable file is an error too).",
+    )
+    validate_cmd.add_argument("paths", nargs="+", type=Path, metavar="FILE", help="YAML manifests")
+
+    crds_cmd = add_command(
+        commands,
+        "crds",
+        help="write the CRDs generated from the models",
+        description="Write the CustomResourceDefinitions of ProxyMedic's three kinds, generated from "
+        "the models, or check (--check) that the files on disk match them.",
+    )
     crds_cmd.add_argument(
         "--output-dir",
         type=Path,
         action="append",
+        metavar="DIR",
         help="where to write; repeatable (default: crds and charts/proxymedic/crds)",
     )
     crds_cmd.add_argument("--check", action="store_true", help="exit 1 if the files differ from the models")
 
-    validate_cmd = commands.add_parser("validate", help="check ProxyMedic manifests against the models")
-    validate_cmd.add_argument("paths", nargs="+", type=Path, metavar="FILE")
-
-    reference_cmd = commands.add_parser(
-        "reference", help="write docs/reference.md from the models and values"
+    reference_cmd = add_command(
+        commands,
+        "reference",
+        help="write docs/reference.md from the models and values",
+        description="Write docs/reference.md from the models' field descriptions and the chart's "
+        "values.yaml comments, or check (--check) that it is current.",
     )
     reference_cmd.add_argument("--check", action="store_true", help="exit 1 if the file differs")
 
     runbook_commands.add_commands(commands)
     expect.add_command(commands)
-    demo_cmd = commands.add_parser("demo", help="run the embedded demo (no cluster needed)")
-    demo_cmd.add_argument(
-        "--session",
-        action="store_true",
-        help="run the demo cluster with ProxyMedic and show `status` and `diagnose` against it",
-    )
     run.add_operator_command(commands)
     run.add_agent_command(commands)
     return parser
@@ -97,10 +107,14 @@ def main(argv: Sequence[str] | None = None, *, clock: Callable[[], datetime] | N
             directories = args.output_dir or list(crds.DEFAULT_DIRECTORIES)
             return max(crds.run(directory, args.check) for directory in directories)
         case "validate":
-            return _validate(args.paths)
+            return validate(args.paths)
         case "reference":
             return reference.run(reference.DEFAULT_OUTPUT, reference.DEFAULT_VALUES, args.check)
         case "demo":
+            if args.serve:
+                from proxymedic.cli.serve import run_serve
+
+                return run_serve()
             if args.session:
                 from proxymedic.cli.session import run_session
 

@@ -35,11 +35,12 @@ class SessionTiming:
     """Seconds to wait for each thing the session waits for (a restart, a hold)."""
 
 
-async def _posted(world: World) -> set[str]:
+async def posted_names(world: World) -> set[str]:
+    """The names of the Events posted so far."""
     return {str(e["metadata"]["name"]) for e in await world.events()}
 
 
-async def _event(world: World, reason: str, node: str, seen: set[str], within: float) -> None:
+async def event_posted(world: World, reason: str, node: str, seen: set[str], within: float) -> None:
     """Wait for an Event with this reason about this node that is not among those ``seen`` before."""
 
     async def posted() -> bool:
@@ -65,18 +66,18 @@ async def _run(
         world.traffic = True
         await asyncio.sleep(timing.demo.warm_up)
         say(f"# {STALLED}'s kube-proxy loses its watch; CoreDNS rolls out (the demo)")
-        seen = await _posted(world)
+        seen = await posted_names(world)
         world.stall(STALLED, Stall.DEAD_WATCH)
         await world.rollout(NEW_BACKENDS, lameduck=timing.demo.lameduck, surge_wait=timing.demo.surge_wait)
-        await _event(world, reasons.KUBE_PROXY_RESTARTED, STALLED, seen, timing.wait)
+        await event_posted(world, reasons.KUBE_PROXY_RESTARTED, STALLED, seen, timing.wait)
         async with asyncio.timeout(timing.wait):  # the DaemonSet brings the new kube-proxy up
             await until(lambda: world.nodes[STALLED].kube_proxy.restarts > 0)
         await asyncio.sleep(timing.demo.settle)
         say("# ProxyMedic restarted it; now the new kube-proxy loses its watch too, and CoreDNS scales up")
-        seen = await _posted(world)
+        seen = await posted_names(world)
         world.stall(STALLED, Stall.DEAD_WATCH)
         await world.add_backend(SCALE_UP)
-        await _event(world, reasons.REMEDIATION_HELD, STALLED, seen, timing.wait)
+        await event_posted(world, reasons.REMEDIATION_HELD, STALLED, seen, timing.wait)
         with tempfile.TemporaryDirectory() as directory:
             kubeconfig = write_kubeconfig(world.url, Path(directory) / "kubeconfig")
             for command in COMMANDS:

@@ -1,6 +1,6 @@
 """nf_conntrack over ctnetlink: the one typed place where ProxyMedic talks to pyroute2's conntrack.
 
-Deleting stale UDP entries (DESIGN §4 F5) is a filtered dump followed by one delete per
+Deleting stale UDP entries (F5 in docs/architecture.md) is a filtered dump followed by one delete per
 entry, keyed by its original tuple:
 
 * the dump is filtered in the kernel with CTA_FILTER on BOTH directions at once: the
@@ -335,7 +335,7 @@ class NetlinkConntrack:
             yield entry
 
     def delete_udp_entries(self, vip: IPAddress, port: int, backend: IPAddress) -> int:
-        """DESIGN §4 F5: delete the UDP entries to vip:port whose reply source is backend.
+        """F5: delete the UDP entries to vip:port whose reply source is backend.
 
         Entries to the same VIP answered by any other backend are left alone. Returns the
         number of entries this call deleted.

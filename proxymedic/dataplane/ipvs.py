@@ -204,7 +204,7 @@ class NetlinkIPVS:
     # --- repairs ------------------------------------------------------------------------
 
     def remove_real_server(self, service: ServiceKey, endpoint: Endpoint) -> bool:
-        """DESIGN §4 F2: delete one real server. True if removed, False if it was absent.
+        """F2 (docs/architecture.md): delete one real server. True if removed, False if it was absent.
 
         The virtual service missing is also "absent" (False): there is nothing to remove.
         """
@@ -231,7 +231,7 @@ class NetlinkIPVS:
             )
 
     def flush_dead_real_server(self, service: ServiceKey, endpoint: Endpoint) -> None:
-        """DESIGN §2 D3 / §4 F1: flush connection entries to a dead backend without a packet.
+        """Row D3 of docs/kernel.md, repair F1: flush connection entries to a dead backend without a packet.
 
         With net.ipv4.vs.expire_nodest_conn=1 (kernel >= 5.9), deleting a real server queues
         the expiry of every connection entry still pointing at it. For a real server that is
@@ -283,7 +283,7 @@ class NetlinkIPVS:
     def set_timeouts(self, timeouts: IPVSTimeouts) -> None:
         """IPVS_CMD_SET_CONFIG; a field of 0 leaves that timeout unchanged (as ``ipvsadm --set``).
 
-        Lowering the UDP timeout bounds NEW entries only (DESIGN §2 D1).
+        Lowering the UDP timeout bounds NEW entries only (docs/kernel.md, row D1).
         """
         for field, _ in _TIMEOUT_ATTRS:
             value = getattr(timeouts, field)

@@ -14,7 +14,8 @@ What kube-proxy really does (pkg/proxy/*/proxier.go, pkg/proxy/healthcheck):
 - Dual-stack proxiers label the sync metrics with ``ip_family``; each family is judged
   on its own.
 
-Missing data is Unknown, never Stale (DESIGN §4): no restart on a page that cannot be read.
+Missing data is Unknown, never Stale (docs/architecture.md, "The contract"): no restart on a page
+that cannot be read.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """A modelled dataplane of one node: IPVS, conntrack and sysctls in memory, on a virtual clock.
 
-It implements ``IPVSAdapter``, ``ConnectionTable``, ``ConntrackAdapter`` and
-``SysctlAdapter``, plus a packet-level API (``send_udp``) for simulations. Every rule
-below names the DESIGN §2 case it reproduces, or the kernel code it follows where the
+It implements ``IPVSAdapter``, ``ConnectionTable``, ``ConntrackAdapter`` and ``SysctlAdapter``,
+plus a packet-level API (``send_udp``) for simulations. Every rule below names the row of the
+measured kernel table (docs/kernel.md) it reproduces, or the kernel code it follows where the
 table is silent (net/netfilter/ipvs/ip_vs_core.c ``ip_vs_in_hook``, ip_vs_ctl.c
 ``__ip_vs_del_dest``, ip_vs_conn.c ``ip_vs_expire_nodest_conn_flush``):
 
@@ -15,7 +15,7 @@ table is silent (net/netfilter/ipvs/ip_vs_core.c ``ip_vs_in_hook``, ip_vs_ctl.c
 - A packet on an entry with an unavailable destination:
   expire_nodest_conn=0 -> dropped, and the entry's timer is not restarted (A, D1, D4);
   expire_nodest_conn=1 -> the entry expires and the packet is rescheduled on >= 5.9 (D2),
-  dropped on older kernels (the "first packet lost" of DESIGN §2).
+  dropped on older kernels (the "first packet lost" of docs/kernel.md).
 - Removing a destination (or a service) with expire_nodest_conn=1 on >= 5.9 queues a
   flush that, after ``nodest_flush_delay``, expires every entry whose destination is
   still unavailable (B, C, D3, D6). Older kernels have no such flush.
@@ -54,14 +54,14 @@ from proxymedic.dataplane.types import (
 
 Clock = Callable[[], float]
 NODEST_FLUSH_KERNEL = (5, 9)
-# A fresh kernel's IPVS timeouts (DESIGN §8: 900/120/300 read back in the VM).
+# A fresh kernel's IPVS timeouts (900/120/300, read back in the VM: docs/kernel.md).
 KERNEL_DEFAULT_TIMEOUTS = IPVSTimeouts(tcp=900, tcp_fin=120, udp=300)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     kernel_version: tuple[int, int] = (6, 1)
-    # The kernel queues the flush one jiffy out; DESIGN §2 B measured it done within 0.2 s.
+    # The kernel queues the flush one jiffy out; row B of docs/kernel.md measured it done within 0.2 s.
     nodest_flush_delay: float = 0.05
     iptables_mode: bool = False
     timeouts: IPVSTimeouts = KERNEL_DEFAULT_TIMEOUTS

@@ -49,7 +49,7 @@ class ConntrackTable:
     def admit(self, key: FlowKey, now: float) -> bool:
         """Room for this flow's entry? A full table early-drops an entry that never saw a reply.
 
-        False means the packet is dropped before any NAT happens (DESIGN §1 F6).
+        False means the packet is dropped before any NAT happens (F6 in docs/architecture.md).
         """
         if self.lookup(key, now) is not None or len(self.entries) < self.max_entries:
             return True

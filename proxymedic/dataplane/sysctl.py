@@ -104,6 +104,15 @@ class ProcSysctl:
             raise DataplaneError(f"sysctl {name} holds {text[:40]!r}, not one integer of at most 64 bits")
         return int(text)
 
+    def writable(self, name: str) -> bool | None:
+        """Whether this process may write the sysctl: False when its file system is read-only (the
+        runtime mounts /proc/sys so in an unprivileged container) or its mode forbids it; None when
+        the sysctl is missing (its module is not loaded), so nothing can be said."""
+        path = sysctl_path(self.root, name)
+        if not path.exists():
+            return None
+        return os.access(path, os.W_OK)
+
     def write(self, name: str, value: int) -> None:
         path = sysctl_path(self.root, name)
         if isinstance(value, bool) or not isinstance(value, int):

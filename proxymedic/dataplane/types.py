@@ -130,7 +130,7 @@ class IPVSAdapter(Protocol):
         ...
 
     def flush_dead_real_server(self, service: ServiceKey, endpoint: Endpoint) -> None:
-        """DESIGN §2 case D3: re-add the dead real server with weight 0 and delete it at once.
+        """Row D3 of docs/kernel.md: re-add the dead real server with weight 0 and delete it at once.
 
         With net.ipv4.vs.expire_nodest_conn=1 the kernel (>= 5.9) then expires every
         connection entry to it without waiting for a packet.

@@ -107,6 +107,15 @@ class KubernetesApiEmulator(kmock.KubernetesScaffold):
         self.fallback[kmock.method.PATCH] << self._serve_patch
         self.fallback[kmock.method.DELETE] << self._serve_delete
 
+    async def _serve_version(self, request: Any) -> Any:
+        """kmock's APIResourceList of a group version, with the core group's named ``v1``: kmock
+        names it ``/v1``, and kubectl then leaves the core group out of its discovery, so that
+        ``kubectl get events`` read events.k8s.io instead of the core Events everyone posts."""
+        document = await super()._serve_version(request)
+        if isinstance(document, dict) and str(document.get("groupVersion", "")).startswith("/"):
+            return {**document, "groupVersion": str(document["groupVersion"]).removeprefix("/")}
+        return document
+
     # Registry.
 
     def register(self, spec: ResourceSpec) -> None:

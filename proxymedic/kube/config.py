@@ -9,6 +9,52 @@ from pathlib import Path
 
 from proxymedic.kube.client import Connection
 
+KUBECONFIG_EXIT_CODE = 4
+"""What every command exits with when its kubeconfig is missing, unreadable or unusable."""
+
+
+class KubeconfigError(Exception):
+    """The kubeconfig cannot be used; ``str()`` names the file and says whether it is missing,
+    unreadable or invalid, in one line."""
+
+
+def kubeconfig_files(explicit: str | None) -> tuple[list[Path], str]:
+    """The files a kubeconfig is read from, as kubectl picks them, and where that choice came from."""
+    if explicit:
+        return [Path(explicit).expanduser()], "--kubeconfig"
+    listed = os.environ.get("KUBECONFIG", "")
+    if listed:
+        return [Path(part).expanduser() for part in listed.split(os.pathsep) if part], "KUBECONFIG"
+    return [Path("~/.kube/config").expanduser()], "the default location"
+
+
+def check_kubeconfig(explicit: str | None) -> None:
+    """Raise KubeconfigError naming the file when there is none to read, or it cannot be read.
+
+    As kubectl does, files listed in KUBECONFIG that do not exist are ignored while one exists."""
+    files, source = kubeconfig_files(explicit)
+    existing = [path for path in files if path.exists()]
+    if not existing:
+        if source == "--kubeconfig":
+            raise KubeconfigError(f"kubeconfig {files[0]} is missing: no such file (--kubeconfig)")
+        if source == "KUBECONFIG":
+            named = os.pathsep.join(str(path) for path in files)
+            raise KubeconfigError(f"kubeconfig missing: no file of KUBECONFIG={named} exists")
+        raise KubeconfigError(
+            f"kubeconfig {files[0]} is missing and KUBECONFIG is not set: pass --kubeconfig FILE, set "
+            "KUBECONFIG, or run in a pod"
+        )
+    for path in existing:
+        if path.is_dir():
+            raise KubeconfigError(f"kubeconfig {path} is unreadable: it is a directory ({source})")
+        try:
+            path.open("rb").close()
+        except OSError as exc:
+            raise KubeconfigError(
+                f"kubeconfig {path} is unreadable: {exc.strerror or exc} ({source})"
+            ) from None
+
+
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 SERVICE_ACCOUNT_CA = Path("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
 
@@ -52,18 +98,28 @@ def in_cluster_connection() -> Connection:
 
 
 def load_connection(kubeconfig: str | None = None, context: str | None = None) -> Connection:
-    """In a pod, the service account; elsewhere the kubeconfig (``KUBECONFIG`` or ~/.kube/config)."""
+    """In a pod, the service account; elsewhere the kubeconfig (``KUBECONFIG`` or ~/.kube/config).
+
+    Raise KubeconfigError when the kubeconfig is missing, unreadable or invalid."""
     in_cluster = "KUBERNETES_SERVICE_HOST" in os.environ and kubeconfig is None
     if in_cluster:
         return in_cluster_connection()
+
+    check_kubeconfig(kubeconfig)
 
     import kubernetes.client
     import kubernetes.config
 
     configuration = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, context=context, client_configuration=configuration
-    )
+    try:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context, client_configuration=configuration
+        )
+    except Exception as exc:  # the kubernetes client raises several kinds for a bad kubeconfig
+        files, _ = kubeconfig_files(kubeconfig)
+        named = os.pathsep.join(str(path) for path in files)
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise KubeconfigError(f"kubeconfig {named} is invalid: {detail}") from None
 
     ssl_context: ssl.SSLContext | bool
     if not configuration.verify_ssl:

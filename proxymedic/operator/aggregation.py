@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from proxymedic.api.health import IntentResult
 from proxymedic.api.intent import FlushStep, IntentAction, IntentOutcome, OutcomeCounts, RemediationIntent
-from proxymedic.api.types import format_duration
+from proxymedic.api.types import format_elapsed
 
 
 @dataclass
@@ -78,12 +78,17 @@ def summary_message(tracking: IntentTracking) -> str:
     """One line that says what was done, to which backend, on how many nodes, and how long it took."""
     spec = tracking.intent.spec
     counts = tracking.counts()
-    totals = {"connections flushed": 0, "real servers removed": 0, "conntrack entries deleted": 0}
-    for result in tracking.results.values():
-        totals["connections flushed"] += result.flushed_connections
-        totals["real servers removed"] += result.removed_real_servers
-        totals["conntrack entries deleted"] += result.deleted_conntrack_entries
-    what = ", ".join(f"{count} {label}" for label, count in totals.items() if count)
+    results = tracking.results.values()
+    totals = {
+        ("connection flushed", "connections flushed"): sum(r.flushed_connections for r in results),
+        ("real server removed", "real servers removed"): sum(r.removed_real_servers for r in results),
+        ("conntrack entry deleted", "conntrack entries deleted"): sum(
+            r.deleted_conntrack_entries for r in results
+        ),
+    }
+    what = ", ".join(
+        f"{count} {one if count == 1 else many}" for (one, many), count in totals.items() if count
+    )
     if not what:
         changed = [r.message for r in tracking.results.values() if r.outcome is IntentOutcome.APPLIED]
         what = changed[0] if changed else "nothing to change"
@@ -115,4 +120,4 @@ def summary_message(tracking: IntentTracking) -> str:
 
 
 def format_duration_seconds(seconds: float) -> str:
-    return format_duration(timedelta(seconds=round(seconds, 3)))
+    return format_elapsed(timedelta(seconds=seconds))

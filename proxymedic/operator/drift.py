@@ -2,7 +2,7 @@
 
 ``detect`` compares one NodeProxyHealth with the live backends of the selected Services.
 ``Ladder`` remembers how long each finding has lasted and what was already tried, and turns
-findings into proposals, one rung at a time (DESIGN §5):
+findings into proposals, one rung at a time (docs/architecture.md, "Drift"):
 
 1. connections to a dead backend whose real server is gone → flush them (D3);
 2. a real server for a dead backend → remove it (the kernel then expires its connections);

@@ -1,4 +1,4 @@
-"""Guardrails (DESIGN §5): pure functions of (policy, history, cluster view, now), no I/O.
+"""Guardrails: pure functions of (policy, history, cluster view, now), no I/O (docs/architecture.md).
 
 Every decision of the operator passes ``evaluate``. A hold names the rule that held it, so
 the Event a user reads says exactly why nothing happened.
@@ -25,7 +25,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from proxymedic.api.policy import MaintenanceWindow, ProxyHealthPolicy
-from proxymedic.api.types import format_duration, resolve_count_or_percent
+from proxymedic.api.types import format_duration, format_elapsed, resolve_count_or_percent
 
 HOUR = timedelta(hours=1)
 
@@ -181,7 +181,7 @@ def evaluate(
                 HoldRule.OUTSIDE_MAINTENANCE_WINDOW, f"{kind}{where} waits for a maintenance window"
             )
         if proposal.finding_since is not None and now - proposal.finding_since < guard.min_observation:
-            seen = format_duration(now - proposal.finding_since)
+            seen = format_elapsed(now - proposal.finding_since)
             return Verdict.hold(
                 HoldRule.MIN_OBSERVATION,
                 f"{kind}{where}: finding seen for {seen}, "
@@ -194,7 +194,7 @@ def evaluate(
         if last is not None and now - last < guard.node_cooldown:
             return Verdict.hold(
                 HoldRule.NODE_COOLDOWN,
-                f"{kind}{where}: last action {format_duration(now - last)} ago, "
+                f"{kind}{where}: last action {format_elapsed(now - last)} ago, "
                 f"cooldown is {format_duration(guard.node_cooldown)}",
             )
         node_count = _count_since(node_history, now - HOUR)

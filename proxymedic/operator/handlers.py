@@ -1,9 +1,9 @@
 """Kopf wiring: thin handlers that feed the controller, and the operator's run function.
 
 Only event handlers and a timer are used. Event handlers store nothing on the objects they
-watch, so Services, EndpointSlices, Nodes and Pods stay untouched (DESIGN §3). The timer runs
-on ProxyHealthPolicy objects: Kopf pauses it on an operator that is not the active peer, and
-its finalizer lives on ProxyMedic's own kind only.
+watch, so Services, EndpointSlices, Nodes and Pods stay untouched (docs/architecture.md, "The
+contract"). The timer runs on ProxyHealthPolicy objects: Kopf pauses it on an operator that is
+not the active peer, and its finalizer lives on ProxyMedic's own kind only.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from proxymedic.kube.events import EventRecorder
 from proxymedic.operator.controller import Controller, ControllerSettings
 from proxymedic.operator.metrics import OperatorMetrics
 from proxymedic.operator.repairs import NodeRepairs
+from proxymedic.operator.sysctl_gaps import SysctlGapNotices
 
 logger = logging.getLogger("proxymedic.operator")
 
@@ -76,6 +77,7 @@ def register(
     registry: kopf.OperatorRegistry, controller: Controller, options: OperatorOptions
 ) -> NodeRepairs:
     repairs = NodeRepairs(controller)
+    sysctl_gaps = SysctlGapNotices(controller)
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -126,6 +128,7 @@ def register(
     @kopf.on.event(GROUP, VERSION, "nodeproxyhealths", registry=registry)
     async def health_event(type: str | None, body: kopf.Body, name: str, **_: Any) -> None:
         await repairs.on_report(name, None if type == "DELETED" else dict(body))
+        await sysctl_gaps.check(name)
 
     # A failed sweep (the API server erring) is retried at the next interval, not after Kopf's
     # default minute: the sweep is what ages findings, expires intents and writes statuses.
@@ -145,6 +148,7 @@ def register(
         if entry is None:
             return
         await repairs.policy_nodes(name, entry)
+        await sysctl_gaps.sweep()
         await controller.status.write(name, entry)
 
     return repairs

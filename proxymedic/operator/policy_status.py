@@ -14,6 +14,7 @@ from proxymedic.kube.events import EventRecorder
 from proxymedic.kube.resources import POLICIES
 from proxymedic.operator.planner import policy_covers
 from proxymedic.operator.state import Cluster, PolicyEntry
+from proxymedic.operator.sysctl_gaps import policy_condition
 
 logger = logging.getLogger("proxymedic.operator")
 
@@ -79,6 +80,9 @@ class PolicyStatusWriter:
         degraded, reason, message = self._degraded(policy, entry)
         conditions = set_condition(
             conditions, _condition("Degraded", degraded, reason, message, now, generation)
+        )
+        conditions = set_condition(
+            conditions, policy_condition(name, self.cluster.sysctl_gaps, now, generation)
         )
         self._conditions[name] = conditions
         return ProxyHealthPolicyStatus(

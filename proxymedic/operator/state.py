@@ -33,6 +33,7 @@ from proxymedic.operator.drift import Ladder, SelectedVip, Selection, VipKey
 from proxymedic.operator.expected import NodeSelection
 from proxymedic.operator.guardrails import HOUR, ActionRecord
 from proxymedic.operator.planner import covering_policy
+from proxymedic.operator.sysctl_gaps import SysctlGap
 
 AGENT_SILENT_AFTER = timedelta(minutes=15)
 """An agent that has not reported for this long is not counted as a target of new intents."""
@@ -80,6 +81,8 @@ class Cluster:
     """The sensing rounds seen of each node, and the rounds seen when backends and nodes changed."""
     intents: dict[str, IntentTracking] = field(default_factory=dict)
     restarts: dict[str, datetime] = field(default_factory=dict)
+    sysctl_gaps: dict[str, SysctlGap] = field(default_factory=dict)
+    """Nodes whose expire_nodest_conn is 0 while no policy can set it (operator/sysctl_gaps.py)."""
     restored_history: dict[str, list[ActionRecord]] = field(default_factory=dict)
     """Actions of the last hour read back at start (operator/restored.py), taken by each policy's
     entry when the policy first appears."""
@@ -107,7 +110,7 @@ class Cluster:
         try:
             policy = ProxyHealthPolicy.model_validate({k: v for k, v in raw.items() if k != "status"})
         except ValidationError as exc:
-            entry.policy, entry.errors = None, describe_errors(exc)
+            entry.policy, entry.errors = None, describe_errors(exc, ProxyHealthPolicy)
             return entry
         entry.policy, entry.errors = policy, []
         min_observation = policy.spec.guardrails.min_observation

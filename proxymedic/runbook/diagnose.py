@@ -164,8 +164,11 @@ def step_sync(status: NodeProxyHealthStatus, findings: list[DriftFinding], now: 
         f"last sync {age(kube_proxy.last_sync_time, now)} ago, last change queued "
         f"{age(kube_proxy.last_queued_time, now)} ago; healthz {kube_proxy.healthz}",
     ]
-    if kube_proxy.reason:
-        details.append(f"agent: {kube_proxy.reason}")
+    if kube_proxy.reason and kube_proxy.freshness is not Freshness.FRESH:
+        # Measured when the agent sensed, not now: said with the report's age, or the two disagree.
+        details.append(
+            f"agent's verdict in its report of {age(status.observed_at, now)} ago: {kube_proxy.reason}"
+        )
     drift = [f for f in findings if f.type in RESTART_WORTHY and f.backend]
     if kube_proxy.freshness is Freshness.STALE:
         verdict, summary = Verdict.PROBLEM, "kube-proxy has not synced while changes are pending"

@@ -27,6 +27,12 @@ class ClusterAccessError(RunbookError):
     exit_code = 3
 
 
+class KubeconfigUnusableError(RunbookError):
+    """The kubeconfig is missing, unreadable or invalid: nothing was asked of any API server."""
+
+    exit_code = 4
+
+
 class CrdsMissingError(ClusterAccessError):
     pass
 

@@ -227,6 +227,8 @@ def render_explanation(entry: Reason | Rule, paint: Painter) -> str:
             paint(entry.name, "bold") + f"   Event reason, type {entry.type}, on {entry.about}",
             f"category: {entry.category}",
         ]
+        if entry.warning_when:
+            head.append(f"a Warning instead when {entry.warning_when}")
     else:
         head = [paint(entry.name, "bold") + "   guardrail rule named in RemediationHeld Events"]
     out = [*head, ""]
@@ -238,7 +240,7 @@ def render_explanation(entry: Reason | Rule, paint: Painter) -> str:
 
 
 def render_catalog(reasons: Sequence[Reason], rules: Sequence[Rule], paint: Painter) -> str:
-    rows = [[r.name, str(r.type), str(r.category), r.about] for r in reasons]
+    rows = [[r.name, r.types, str(r.category), r.about] for r in reasons]
     out = [paint("EVENT REASONS", "bold"), *table(["REASON", "TYPE", "CATEGORY", "ON"], rows, paint)]
     out += ["", paint("HOLD RULES (in RemediationHeld messages)", "bold")]
     out += [f"{rule.name}" for rule in rules]

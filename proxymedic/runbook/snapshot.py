@@ -133,7 +133,7 @@ def build_view(snapshot: Snapshot) -> View:
         try:
             health = NodeProxyHealth.model_validate(raw)
         except ValidationError as exc:
-            invalid[name] = "; ".join(describe_errors(exc)[:3])
+            invalid[name] = "; ".join(describe_errors(exc, NodeProxyHealth)[:3])
             continue
         if health.status is None:
             invalid[name] = "the agent has not written a status yet"

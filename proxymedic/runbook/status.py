@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
+from proxymedic.api import reasons
 from proxymedic.api.reasons import REASONS, Category
 from proxymedic.runbook.judge import NodeHealth, findings_of, health_of, silent
 from proxymedic.runbook.report import EventRow, IntentRow, NodeRow, PolicyRow, StatusReport
@@ -12,6 +13,7 @@ from proxymedic.runbook.snapshot import PolicyRecord, View
 
 SHOWN_CATEGORIES = frozenset({Category.REMEDIATION, Category.HOLD})
 DEFAULT_EVENT_LIMIT = 10
+SYSCTL_CONDITION = reasons.SYSCTL_NOT_ENFORCED
 
 
 def _condition(record: PolicyRecord, kind: str) -> tuple[str, str, str] | None:
@@ -49,6 +51,11 @@ def policy_state(record: PolicyRecord) -> tuple[str, str]:
 
 def _policy_row(record: PolicyRecord) -> PolicyRow:
     state, detail = policy_state(record)
+    gap = _condition(record, SYSCTL_CONDITION)
+    if gap is not None and gap[0] == "True":  # a drift the policy can only watch: where to read more
+        where = gap[2].split(": ", 1)[0]  # the message starts with what and where, then why and the fix
+        said = f"{SYSCTL_CONDITION}: {where} (proxymedic diagnose NODE says why and what fixes it)"
+        detail = "; ".join(part for part in (detail, said) if part)
     status = record.status
     if status is None:
         return PolicyRow(name=record.name, state=state, detail=detail)

@@ -7,6 +7,7 @@ from datetime import datetime
 from proxymedic.api.health import FindingType, NodeProxyHealthStatus, ProxyMode
 from proxymedic.api.intent import FlushStep
 from proxymedic.dataplane import sysctl as names
+from proxymedic.operator.sysctl_gaps import sysctl_gap
 from proxymedic.runbook.ages import age, plural
 from proxymedic.runbook.judge import policies_for
 from proxymedic.runbook.report import StepReport, Table, Verdict
@@ -129,8 +130,11 @@ def step_sysctls(view: View, node: str, status: NodeProxyHealthStatus) -> StepRe
         if wanted is not None and udp is not None and udp != wanted:
             drifted.append(f"IPVS UDP timeout={udp}s (the policy wants {wanted}s)")
     enforce = any(p.spec.actions.enforce_sysctls.enabled for p in policies)
+    gap = sysctl_gap(node, status, policies)
     if drifted:
         verdict, summary = Verdict.PROBLEM, "drift: " + ", ".join(drifted)
+        if gap is not None:
+            summary += f"; ProxyMedic cannot set {names.EXPIRE_NODEST_CONN}"
     elif not status.sysctls:
         verdict, summary = Verdict.UNKNOWN, "the agent could not read the sysctls"
     else:
@@ -138,11 +142,12 @@ def step_sysctls(view: View, node: str, status: NodeProxyHealthStatus) -> StepRe
             Verdict.OK,
             "no drift" if ipvs else f"no IPVS sysctls to check in {status.proxy_mode} mode",
         )
-    details = [
-        "the policy keeps the IPVS sysctls at 1"
-        if enforce
-        else "no policy selecting this node sets sysctls (enforceSysctls is off)"
-    ]
+    if gap is not None:  # what the operator's SysctlNotEnforced Event says, in the same words
+        details = [f"cannot fix: {gap.why}", f"until it is 1, {gap.consequence}", f"fix: {gap.fix}"]
+    elif enforce:
+        details = ["the policy keeps the IPVS sysctls at 1"]
+    else:
+        details = ["no policy selecting this node sets sysctls (enforceSysctls is off)"]
     return StepReport(
         number=6,
         key="sysctls",
@@ -152,5 +157,11 @@ def step_sysctls(view: View, node: str, status: NodeProxyHealthStatus) -> StepRe
         summary=summary,
         details=details,
         table=Table(columns=["SETTING", "VALUE", "EXPECTED", "WHY IT MATTERS"], rows=rows),
-        facts={"drift": drifted, "sysctls": dict(status.sysctls), "udpTimeoutSeconds": udp},
+        facts={
+            "drift": drifted,
+            "sysctls": dict(status.sysctls),
+            "udpTimeoutSeconds": udp,
+            "sysctlsWritable": status.sysctls_writable,
+            "notEnforced": None if gap is None else {"cause": str(gap.cause), "fix": gap.fix},
+        },
     )

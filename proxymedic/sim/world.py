@@ -27,6 +27,7 @@ from proxymedic.agent.sensing import SenseSettings
 from proxymedic.api.crd import KINDS, build_crd
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
 from proxymedic.dataplane.model import ModelConfig, ModelledNode
+from proxymedic.dataplane.types import DataplanePermissionError
 from proxymedic.emulator.resources import kopf_peering_crds
 from proxymedic.emulator.runner import serve
 from proxymedic.emulator.server import KubernetesApiEmulator
@@ -59,6 +60,8 @@ class NodeSpec:
     """kube-proxy sets both expire sysctls to 1 at start; a node where something reset one drifts."""
     expire_quiescent_template: int = 1
     conntrack_max: int = 262144
+    sysctls_writable: bool = True
+    """False: the node's agent reports /proc/sys read-only, as in the chart's default install."""
     note: str = "healthy"
 
 
@@ -95,6 +98,19 @@ class SimNode:
     clients: list[DnsClient]
     metrics_unreachable: bool = False
     """kube-proxy's metrics and healthz ports refuse connections (the agent must say Unknown)."""
+
+
+class ReadOnlySysctls:
+    """/proc/sys as an unprivileged container sees it: every sysctl readable, every write refused."""
+
+    def __init__(self, node: ModelledNode) -> None:
+        self.node = node
+
+    def read(self, name: str) -> int:
+        return self.node.read(name)
+
+    def write(self, name: str, value: int) -> None:
+        raise DataplanePermissionError(f"cannot write sysctl {name}: Read-only file system")
 
 
 class OperatorThread:
@@ -261,9 +277,10 @@ class World:
             ipvs=node.model,
             connections=node.model,
             conntrack=node.model,
-            sysctls=node.model,
+            sysctls=node.model if node.spec.sysctls_writable else ReadOnlySysctls(node.model),
             probe=probe,
             kernel_version=f"{node.spec.kernel[0]}.{node.spec.kernel[1]}.0-sim",
+            sysctls_writable=lambda: node.spec.sysctls_writable,
         )
         settings = AgentSettings(
             node_name=name,

@@ -94,7 +94,9 @@ async def test_removes_the_stale_real_server_and_verifies_the_flush() -> None:
 
 async def test_flushes_connections_of_a_removed_real_server_proactively() -> None:
     dp, model = node(stale_rs=False, expire_nodest_conn=0)
-    model.write("net.ipv4.vs.expire_nodest_conn", 1)  # fixed since; the entries stayed (DESIGN D3)
+    model.write(
+        "net.ipv4.vs.expire_nodest_conn", 1
+    )  # fixed since; the entries stayed (docs/kernel.md, row D3)
     assert connections_to(model, DEAD) == 3
     result = await execute(flush_intent(steps=["FlushConnections"]), dp)
     assert result.outcome is IntentOutcome.APPLIED, result.message

@@ -162,6 +162,48 @@ def test_notes_tell_how_to_upgrade_crds() -> None:
     notes = render().notes
     assert "kubectl apply --server-side -f charts/proxymedic/crds/" in notes
     assert "dry-run" in notes
+    # Node-level DryRun Events go to the default namespace, Service-level ones to the Service's.
+    assert "kubectl get events -A --field-selector reason=DryRun" in notes
+
+
+def test_notes_say_what_the_default_sysctl_choice_costs() -> None:
+    default = render().notes
+    assert "agent.sysctlWrites is false, so ProxyMedic cannot set net.ipv4.vs.expire_nodest_conn" in default
+    assert "--set agent.sysctlWrites=true" in default
+    assert "agent.sysctlWrites" not in render({"agent": {"sysctlWrites": True}}).notes
+
+
+def _images(values: dict[str, Any]) -> set[str]:
+    return {
+        container["image"]
+        for obj in render(values).objects
+        if obj["kind"] in ("Deployment", "DaemonSet")
+        for container in obj["spec"]["template"]["spec"]["containers"]
+    }
+
+
+def test_the_default_image_is_the_published_one_at_the_charts_app_version() -> None:
+    with helm.Chart.load(CHART_DIR) as chart:
+        app_version = chart.metadata["appVersion"]
+    assert _images({}) == {f"ghcr.io/proxymedic/proxymedic:{app_version}"}
+    assert _images({"image": {"tag": "0.2.0"}}) == {"ghcr.io/proxymedic/proxymedic:0.2.0"}
+    digest = "sha256:" + "b" * 64
+    assert _images({"image": {"repository": "registry.example/pm", "digest": digest}}) == {
+        f"registry.example/pm@{digest}"
+    }
+
+
+def test_the_release_workflow_pushes_that_image_for_both_platforms() -> None:
+    workflow = yaml.safe_load((CHART_DIR.parents[1] / ".github/workflows/release.yml").read_text())
+    assert workflow[True]["push"]["tags"] == ["v*"]  # YAML 1.1 reads the key `on` as true
+    assert workflow["env"]["IMAGE"] == "ghcr.io/proxymedic/proxymedic"
+    steps = workflow["jobs"]["image"]["steps"]
+    uses = [step.get("uses", "").split("@")[0] for step in steps]
+    for action in ("docker/setup-qemu-action", "docker/setup-buildx-action", "docker/login-action"):
+        assert action in uses
+    build = next(step for step in steps if step.get("uses", "").startswith("docker/build-push-action@"))
+    assert build["with"]["platforms"] == "linux/amd64,linux/arm64"
+    assert build["with"]["push"] is True
 
 
 def _metric_names(registry: CollectorRegistry) -> set[str]:

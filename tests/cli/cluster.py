@@ -12,13 +12,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from proxymedic.api.crd import KINDS, build_crd
+from proxymedic.api.meta import resource_dict
 from proxymedic.emulator.runner import EmulatorThread
 from proxymedic.kube.client import JsonObject
+from proxymedic.operator.sysctl_gaps import GapCause, SysctlGap, policy_condition
 
 NOW = datetime(2026, 3, 2, 9, 30, 0, tzinfo=UTC)
 VIP = "10.96.0.10"
 LIVE = ["10.244.1.20", "10.244.2.21", "10.244.3.22"]
 DEAD = "10.244.1.11"
+
+
+# What the operator says about node-2: its policy does not enable enforceSysctls.
+NODE_2_GAP = SysctlGap("node-2", 0, GapCause.ACTION_DISABLED, ("coredns",), 300)
 
 
 def ts(seconds_ago: float) -> str:
@@ -52,6 +58,7 @@ def policy() -> tuple[JsonObject, JsonObject]:
             {"type": "Active", "status": "True", "reason": "Enabled", **condition},
             {"type": "Degraded", "status": "False", "reason": "Healthy", **condition},
             {"type": "Paused", "status": "False", "reason": "Running", **condition},
+            resource_dict(policy_condition("coredns", {"node-2": NODE_2_GAP}, NOW - timedelta(hours=2), 1)),
         ],
         "selectedServices": 1,
         "selectedNodes": 3,
@@ -183,7 +190,13 @@ def healths() -> list[tuple[JsonObject, JsonObject]]:
 def event(
     name: str, reason: str, kind: str, about: str, seconds_ago: float, message: str, **extra: Any
 ) -> JsonObject:
-    warning = reason in {"KubeProxyRestarted", "RemediationHeld", "KubeProxySyncStale", "RemediationFailed"}
+    warning = reason in {
+        "KubeProxyRestarted",
+        "RemediationHeld",
+        "KubeProxySyncStale",
+        "RemediationFailed",
+        "SysctlNotEnforced",
+    }
     return {
         "apiVersion": "v1",
         "kind": "Event",
@@ -244,6 +257,7 @@ def events() -> list[JsonObject]:
             50,
             "kube-proxy's rules miss live backends",
         ),
+        event("node-2.2", "SysctlNotEnforced", "Node", "node-2", 2 * 3600, NODE_2_GAP.message()),
         event(
             "node-2.1",
             "SysctlsEnforced",

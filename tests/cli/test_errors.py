@@ -85,16 +85,57 @@ def test_api_server_unreachable(run: Run, tmp_path: Path) -> None:
     assert result.err.count("\n") == 1
 
 
-def test_no_kubeconfig(run: Run, tmp_path: Path) -> None:
-    result = run("status", "--kubeconfig", str(tmp_path / "missing"))
-    assert result.code == 3
-    assert result.err.startswith("proxymedic: error: cannot load the kubeconfig: ")
+def test_a_missing_kubeconfig_is_named(run: Run, tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    result = run("status", "--kubeconfig", str(missing))
+    assert (result.code, result.out) == (4, "")
+    assert result.err == f"proxymedic: error: kubeconfig {missing} is missing: no such file (--kubeconfig)\n"
+
+
+def test_no_kubeconfig_anywhere_says_where_it_looked(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result = run("diagnose", "node-1")
+    assert (result.code, result.out) == (4, "")
+    assert result.err.startswith(
+        f"proxymedic: error: kubeconfig {tmp_path}/.kube/config is missing and KUBECONFIG is not set: "
+    )
     assert result.err.count("\n") == 1
+
+
+def test_an_unreadable_kubeconfig_is_named(run: Run, tmp_path: Path) -> None:
+    result = run("status", "--kubeconfig", str(tmp_path))  # a directory: unreadable even for root
+    assert (result.code, result.out) == (4, "")
+    assert (
+        result.err
+        == f"proxymedic: error: kubeconfig {tmp_path} is unreadable: it is a directory (--kubeconfig)\n"
+    )
+
+
+def test_an_invalid_kubeconfig_is_named(run: Run, tmp_path: Path) -> None:
+    broken = tmp_path / "config"
+    broken.write_text("apiVersion: v1\nkind: Config\n")
+    result = run("status", "--kubeconfig", str(broken))
+    assert (result.code, result.out) == (4, "")
+    assert result.err.startswith(f"proxymedic: error: kubeconfig {broken} is invalid: ")
+    assert result.err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [["operator"], ["agent", "--node-name", "node-1"]])
+def test_the_processes_name_a_missing_kubeconfig_too(run: Run, tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "missing"
+    result = run(*command, "--kubeconfig", str(missing), "--metrics-port", "0")
+    assert result.code == 4
+    assert result.err == f"proxymedic: error: kubeconfig {missing} is missing: no such file (--kubeconfig)\n"
 
 
 def test_unknown_context(run: Run, populated: Path) -> None:
     result = run("status", "--context", "production", kubeconfig=populated)
-    assert result.code == 3
+    assert result.code == 4
+    assert result.err.startswith(f"proxymedic: error: kubeconfig {populated} is invalid: ")
     assert "production" in result.err
     assert result.err.count("\n") == 1
 

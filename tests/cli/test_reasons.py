@@ -68,3 +68,16 @@ def test_catalog_entries_are_complete() -> None:
     assert lookup("remediationheld") is REASONS["RemediationHeld"]
     assert lookup("NodeCooldown") is HOLD_RULES["NodeCooldown"]
     assert lookup("NoSuchReason") is None
+
+
+def test_a_reason_whose_type_depends_on_the_outcome_says_when_it_is_a_warning() -> None:
+    """An intent's summary keeps its reason when nodes did not report before expiry, as a Warning."""
+    flushed = REASONS["StaleConnectionsFlushed"]
+    assert flushed.types == "Normal or Warning"
+    assert "did not report before the intent expired" in flushed.warning_when
+    assert REASONS["KubeProxyRestarted"].types == "Warning"
+    assert REASONS["SysctlNotEnforced"].types == "Warning"
+    assert all(
+        "Warning" not in reason.meaning or reason.warning_when or reason.type == "Warning"
+        for reason in REASONS.values()
+    ), "a Normal reason that can be a Warning says when"

@@ -1,4 +1,4 @@
-"""The modelled dataplane against the measured kernel table, DESIGN §2 (rows A, B, C, D1-D6) and F5.
+"""The modelled dataplane against the measured kernel table of docs/kernel.md (rows A, B, C, D1-D6) and F5.
 
 Topology as measured: VIP 10.96.0.10:53/UDP, backends 1 and 2, one client re-using one
 source port. "Stale" means: the client's flow went to backend 1, backend 1 died, and

@@ -45,6 +45,15 @@ def test_read_and_write_round_trip(proc_sys: Path) -> None:
     assert adapter.read(sysctl.NF_CONNTRACK_MAX) == 262144
 
 
+def test_writable_says_whether_a_write_would_be_refused(proc_sys: Path) -> None:
+    adapter = ProcSysctl(proc_sys)
+    assert adapter.writable(sysctl.EXPIRE_NODEST_CONN) is True
+    assert adapter.writable("net.ipv4.vs.not_loaded") is None  # missing: nothing can be said
+    if os.geteuid() != 0:  # root writes whatever the mode says; only a read-only mount stops it
+        (proc_sys / "net/ipv4/vs/expire_nodest_conn").chmod(0o444)
+        assert adapter.writable(sysctl.EXPIRE_NODEST_CONN) is False
+
+
 @pytest.mark.parametrize(
     "name",
     ["", "net..ipv4", "net/ipv4/vs/conntrack", "net.ipv4.vs.conntrack/../../x", "..", "net.ipv4.", "a\0b"],

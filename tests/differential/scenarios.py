@@ -1,4 +1,5 @@
-"""DESIGN §2 as scenario scripts that run unchanged on the modelled dataplane and on a real kernel.
+"""The measured kernel table (docs/kernel.md) as scenario scripts that run unchanged on the
+modelled dataplane and on a real kernel.
 
 A scenario drives a ``Node`` (a driver) and returns what a client and an operator can see:
 which backend answered each query, how many IPVS entries point at a backend, whether an entry
@@ -168,7 +169,8 @@ SCENARIOS: dict[str, Callable[[Node], list[str]]] = {
     "D6": row_d6,
 }
 
-# What DESIGN §2 says a client sees (the first answer is always backend1: the flow before it went stale).
+# What the kernel table says a client sees (the first answer is always backend1: the flow
+# before it went stale).
 EXPECTED: dict[str, list[str]] = {
     "A": ["backend1", LOST, LOST, LOST, "long", "backend2"],
     "B": ["backend1", "entries=0", "backend2"],

@@ -1,4 +1,5 @@
-"""The modelled dataplane gives DESIGN §2's outcomes for every scenario (no root needed)."""
+"""The modelled dataplane gives the kernel table's outcomes (docs/kernel.md) for every scenario
+(no root needed)."""
 
 from __future__ import annotations
 

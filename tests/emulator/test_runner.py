@@ -29,6 +29,18 @@ def test_thread_serves_real_http_and_stops() -> None:
         _ = api.url
 
 
+def test_discovery_names_the_core_group_version_as_a_real_api_server_does() -> None:
+    """kubectl leaves out a core group named "/v1", and then reads events.k8s.io for `get events`."""
+    with EmulatorThread() as api:
+        with urllib.request.urlopen(f"{api.url}/api/v1") as response:
+            core = json.load(response)
+        with urllib.request.urlopen(f"{api.url}/apis/events.k8s.io/v1") as response:
+            events = json.load(response)
+    assert core["groupVersion"] == "v1"
+    assert "events" in {resource["name"] for resource in core["resources"]}
+    assert events["groupVersion"] == "events.k8s.io/v1"
+
+
 def test_kubernetes_client_configuration_and_kubeconfig(tmp_path: pathlib.Path) -> None:
     with EmulatorThread() as api:
         with kubernetes.client.ApiClient(kubernetes_configuration(api.url)) as client:

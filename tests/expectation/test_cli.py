@@ -70,6 +70,9 @@ def test_an_unreadable_file_is_one_line_and_exit_1(
     assert err.count("\n") == 1
 
 
-def test_without_a_cluster_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["expect", "kind-worker", "--kubeconfig", str(tmp_path / "none")]) == 3
-    assert "cannot load the kubeconfig" in capsys.readouterr().err
+def test_without_a_kubeconfig_exit_4_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "none"
+    assert main(["expect", "kind-worker", "--kubeconfig", str(missing)]) == 4
+    assert capsys.readouterr().err == (
+        f"proxymedic: error: kubeconfig {missing} is missing: no such file (--kubeconfig)\n"
+    )

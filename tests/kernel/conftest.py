@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
-    """The DESIGN §2 topology; the test process works inside the node namespace."""
+    """The kernel table's topology (docs/kernel.md); the test process works inside the node namespace."""
     the_lab = Lab.build()
     try:
         the_lab.enter()

@@ -1,4 +1,5 @@
-"""The DESIGN §2 topology in network namespaces, built with iproute2, driven from one process.
+"""The kernel table's topology (docs/kernel.md) in network namespaces, built with iproute2,
+driven from one process.
 
 ```
    pmk-client (10.0.0.2, fd00::2)          pmk-b1 (10.0.1.2, fd00:1::2)   backend1

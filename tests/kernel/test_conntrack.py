@@ -1,6 +1,6 @@
 """NetlinkConntrack against real nf_conntrack; ``conntrack -L/-C`` as the independent oracle.
 
-DESIGN §4 F5 is reproduced in an iptables-style DNAT setup (nftables DNAT in the node
+F5 is reproduced in an iptables-style DNAT setup (nftables DNAT in the node
 namespace, the way kube-proxy's iptables/nftables modes translate a Service): the Service's
 rule moves to backend2, backend1 dies, and the client's existing conntrack entry keeps
 sending it to backend1 until the adapter deletes exactly that entry.

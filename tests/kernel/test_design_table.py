@@ -1,5 +1,5 @@
-"""DESIGN §2, measured: rows A, B, C and D1-D6 reproduced on a real kernel, with the repairs
-(DESIGN §4 F1, F2, F7 and the UDP timeout) done through the adapters.
+"""The kernel table of docs/kernel.md, measured: rows A, B, C and D1-D6 reproduced on a real kernel,
+with the repairs (F1, F2, F7 and the UDP timeout) done through the adapters.
 
 Each test makes a stale flow the same way: the client (one fixed source port) is scheduled
 to backend 1, backend 1 dies, and (unless the row says otherwise) its real server is removed,

@@ -1,4 +1,4 @@
-"""Differential test: the DESIGN §2 scenario scripts give the same client-visible outcomes on the
+"""Differential test: the kernel table's scenario scripts give the same client-visible outcomes on the
 real kernel as on the modelled dataplane (which the emulator tier and the benchmarks rely on)."""
 
 from __future__ import annotations

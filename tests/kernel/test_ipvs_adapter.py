@@ -74,7 +74,7 @@ def test_list_services_empty_table(node: Lab, ipvs: NetlinkIPVS) -> None:
 
 @pytest.mark.parametrize("svc", [SVC4, SVC6], ids=["ipv4", "ipv6"])
 def test_remove_real_server_verb_del(node: Lab, ipvs: NetlinkIPVS, svc: ServiceKey) -> None:
-    """DESIGN §4 F2: ``dest('del')`` removes exactly one real server; absent is False, not an error."""
+    """F2: ``dest('del')`` removes exactly one real server; absent is False, not an error."""
     v6 = svc.vip.version == 6
     ipvsadm_add(svc, *((B1.ip6, B2.ip6) if v6 else (B1.ip4, B2.ip4)))
     dead = Endpoint(B1.ip6 if v6 else B1.ip4, 53)

@@ -60,3 +60,12 @@ def test_dry_run_summary() -> None:
     message = summary_message(tracking)
     assert "1 of 1 nodes would act (dry-run)" in message
     assert "nothing changed, would have:" in message
+
+
+def test_counts_of_one_are_singular_and_long_durations_are_rounded() -> None:
+    tracking = IntentTracking(RemediationIntent.model_validate(intent()), target_nodes=1)
+    one = result(IntentOutcome.APPLIED, 5546, flushed=1).model_copy(update={"removed_real_servers": 1})
+    tracking.record("n1", one)
+    message = summary_message(tracking)
+    assert ": 1 connection flushed, 1 real server removed; 1 of 1 nodes changed" in message
+    assert "in 5.5s [intent" in message

@@ -104,4 +104,5 @@ async def test_policy_status_counts_and_conditions() -> None:
             "Active": "True",
             "Degraded": "False",
             "Paused": "False",
+            "SysctlNotEnforced": "False",
         }

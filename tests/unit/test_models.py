@@ -11,7 +11,7 @@ from proxymedic.api.errors import InvalidObjectError, parse_object
 from proxymedic.api.intent import RemediationIntent
 from proxymedic.api.meta import resource_dict
 from proxymedic.api.policy import ProxyHealthPolicy
-from proxymedic.api.types import format_duration, parse_duration, resolve_count_or_percent
+from proxymedic.api.types import format_duration, format_elapsed, parse_duration, resolve_count_or_percent
 from tests.unit.factories import intent, node_health, policy, with_change
 
 pytestmark = pytest.mark.unit
@@ -95,7 +95,20 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "policy-unknown-field",
         with_change(policy(), "spec.guardrails.dryrun", True),
         "spec.guardrails.dryrun",
-        "Extra inputs are not permitted",
+        "unknown field",
+    ),
+    (
+        # YAML's "false" in quotes is a string: the CRD's boolean type rejects it, so the models do too.
+        "policy-boolean-a-string",
+        with_change(policy(), "spec.guardrails.dryRun", "false"),
+        "spec.guardrails.dryRun",
+        "expected a boolean (true or false), got 'false': write false without quotes",
+    ),
+    (
+        "policy-boolean-a-number",
+        with_change(policy(), "spec.actions.flushStaleConnections.enabled", 1),
+        "spec.actions.flushStaleConnections.enabled",
+        "expected a boolean (true or false), got 1",
     ),
     (
         "policy-budget-node-over-cluster",
@@ -163,6 +176,12 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         with_change(intent(), "spec.action", "DeleteVirtualService"),
         "spec.action",
         "Input should be",
+    ),
+    (
+        "intent-dry-run-a-string",
+        with_change(intent(), "spec.dryRun", "true"),
+        "spec.dryRun",
+        "expected a boolean (true or false), got 'true'",
     ),
     (
         "intent-expiry-before-decision",
@@ -327,6 +346,14 @@ def test_durations_parse_and_print_in_go_syntax(text: str, seconds: float, canon
     value = parse_duration(text)
     assert value == timedelta(seconds=seconds)
     assert format_duration(value) == canonical
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.0134, "13ms"), (0.9994, "999ms"), (5.546, "5.5s"), (6.035, "6.0s"), (59.96, "1m"), (83.4, "1m23s")],
+)
+def test_measured_times_print_rounded(seconds: float, shown: str) -> None:
+    assert format_elapsed(timedelta(seconds=seconds)) == shown
 
 
 @pytest.mark.parametrize(
