@@ -38,6 +38,8 @@ class NodeRepairs:
         """Policy name → (the policy judged with, node → its findings when last judged)."""
         self._stale: dict[str, set[str]] = {}
         """Policy name → nodes that look stale, kept by node between sweeps (the anomaly breaker's count)."""
+        self._restarting: set[str] = set()
+        """Nodes whose kube-proxy restart is being decided or carried out right now."""
 
     async def on_report(self, node: str, raw: Mapping[str, Any] | None) -> None:
         """A node's NodeProxyHealth changed (None: deleted): collect its intent results and judge
@@ -285,7 +287,24 @@ class NodeRepairs:
     async def _restart(
         self, policy: ProxyHealthPolicy, entry: PolicyEntry, step: Step, view: ClusterView
     ) -> bool:
-        """Delete the node's kube-proxy pod if the guardrails allow; True when decided (done or dry-run)."""
+        """Delete the node's kube-proxy pod if the guardrails allow; True when decided (done or dry-run).
+
+        The sweep and a node's report run in different Kopf tasks and can both judge a node stale
+        while one of them is still deleting its pod: the guardrails see that restart only once it is
+        recorded, so the second judgement would delete nothing (the pod is gone) yet report a second
+        restart. Only one restart of a node is decided at a time; the other judgement leaves it.
+        """
+        if step.node in self._restarting:
+            return False
+        self._restarting.add(step.node)
+        try:
+            return await self._restart_claimed(policy, entry, step, view)
+        finally:
+            self._restarting.discard(step.node)
+
+    async def _restart_claimed(
+        self, policy: ProxyHealthPolicy, entry: PolicyEntry, step: Step, view: ClusterView
+    ) -> bool:
         node = step.node
         subject = self._node_ref(node)
         proposal = Proposal(ActionKind.RESTART_KUBE_PROXY, node, step.since)
@@ -319,6 +338,7 @@ class NodeRepairs:
                 EventType.WARNING,
             )
             return False
+        deleted: list[str] = []
         for pod in pods:
             meta = pod["metadata"]
 
@@ -332,6 +352,12 @@ class NodeRepairs:
             except ApiError as exc:  # not restarted: the next sweep decides again, within the guardrails
                 logger.warning("cannot delete kube-proxy pod %s on %s: %s", meta["name"], node, exc)
                 return False
+            deleted.append(meta["name"])
+        if not deleted:
+            # Gone before we deleted it: its DaemonSet is replacing it already, and this decision
+            # restarted nothing. The next sweep judges the new kube-proxy's reports.
+            logger.info("kube-proxy pods on %s were gone before their delete: no restart", node)
+            return False
         now = self.c.now()
         self.c.cluster.restarts[node] = now
         entry.history.append(ActionRecord(ActionKind.RESTART_KUBE_PROXY, now, node))
@@ -341,8 +367,7 @@ class NodeRepairs:
         await self.c.recorder.post(
             subject,
             "KubeProxyRestarted",
-            f"deleted kube-proxy pod {', '.join(p['metadata']['name'] for p in pods)} on {node}: {why} "
-            f"[policy {policy.metadata.name}]",
+            f"deleted kube-proxy pod {', '.join(deleted)} on {node}: {why} [policy {policy.metadata.name}]",
             EventType.WARNING,
         )
         return True
