@@ -78,6 +78,10 @@ class Controller:
         self._pending: dict[ServiceRef, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._holds_posted: dict[tuple[str, str, str], datetime] = {}
+        self.sweeps_completed = 0
+        """Housekeeping sweeps run to the end (one per policy and interval). A caller that needs the
+        operator to have judged every node again (a test asserting that nothing happened) waits
+        for this to advance instead of sleeping."""
 
     async def restore_history(self, component: str) -> None:
         """Read back the restarts of the last hour from this operator's Events (operator/restored.py).

@@ -359,9 +359,17 @@ class World:
 
     async def terminate_backend(self, ip: str, lameduck: float) -> None:
         """Graceful termination: not ready at once, still answering for ``lameduck`` seconds, then gone."""
+        await self.stop_ready(ip)
+        await asyncio.sleep(lameduck)
+        await self.remove_backend(ip)
+
+    async def stop_ready(self, ip: str) -> None:
+        """The pod starts terminating: no longer ready, still answering (its lameduck begins)."""
         self.pods[ip] = "terminating"
         await self._publish()
-        await asyncio.sleep(lameduck)
+
+    async def remove_backend(self, ip: str) -> None:
+        """The pod is gone: it answers nothing any more."""
         self.pods[ip] = "gone"
         for node in self.nodes.values():
             node.model.set_alive(ipaddress.ip_address(ip), False)
