@@ -176,7 +176,7 @@ async def test_the_intent_watch_survives_every_hostile_object(caplog: pytest.Log
     caplog.set_level(logging.WARNING, AGENT_LOG)
     task = asyncio.create_task(runner._watch_intents(stop))
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             while {r.intent for r in agent.recent_results()} != {"listed", "streamed"}:
                 assert not task.done(), task.exception() if task.done() else None
                 await asyncio.sleep(0.01)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from proxymedic.kube.resources import POLICIES
@@ -15,7 +13,9 @@ from tests.scenarios.harness import (
     eventually,
     has_state_of,
     policy,
+    sensed,
     settled,
+    sweeps,
     wait_for_events,
     world,
 )
@@ -91,6 +91,8 @@ async def test_node_cooldown_holds_a_second_tuning_action() -> None:
             "name": "node-1",
             "uid": held[0]["involvedObject"]["uid"],
         }
-        await asyncio.sleep(1.0)
+        # Fresh reports of the drift, and sweeps that judged them, later: still held.
+        await sensed(w)
+        await sweeps(w)
         assert model.read("net.ipv4.vs.expire_quiescent_template") == 0
         assert len(await events(w, "SysctlsEnforced")) == 1

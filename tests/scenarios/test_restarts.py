@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.scenarios.harness import OLD, events, eventually, has_state_of, settled, wait_for_events, world
+from tests.scenarios.harness import (
+    OLD,
+    all_summarized,
+    events,
+    eventually,
+    has_state_of,
+    settled,
+    sweeps,
+    wait_for_events,
+    world,
+)
 
 pytestmark = [pytest.mark.emulator, pytest.mark.timeout(60)]
 
@@ -33,9 +43,11 @@ async def test_restarted_agent_reapplies_the_intent_it_missed() -> None:
         assert has_state_of(w, "node-2", OLD[0]), "nobody applied it on node-2 yet"
         w.start_agent("node-2")
         await eventually(lambda: not has_state_of(w, "node-2", OLD[0]))
-        await eventually(
-            lambda: bool(w.controller and all(t.summarized for t in w.controller.cluster.intents.values()))
-        )
+        await eventually(lambda: all_summarized(w))
+        # The summary Event is posted after the intent is marked summarised: wait for it, then let
+        # a sweep run so that a second summary, if the operator were to post one, would be there.
+        await wait_for_events(w, "StaleConnectionsFlushed")
+        await sweeps(w)
         flushed = await events(w, "StaleConnectionsFlushed")
-        assert len(flushed) == 1
+        assert len(flushed) == 1, [e["message"] for e in flushed]
         assert "2 of 2 nodes changed" in flushed[0]["message"]
