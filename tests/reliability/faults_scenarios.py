@@ -18,6 +18,7 @@ from proxymedic.sim.kubeproxy import Stall
 from proxymedic.sim.world import World
 from tests.reliability.faults_api import Faults
 from tests.scenarios.harness import (
+    BUSY_KUBE_PROXY,
     NEW,
     OLD,
     events,
@@ -42,7 +43,7 @@ Hook = Callable[[World, Faults], Awaitable[None]]
 def fault_world(scenario: str) -> World:
     """Three nodes; every action on, one restart per node at most (cooldown), one at a time.
 
-    ``rollout``: kube-proxy is busy (no sync for 30 s), so only ProxyMedic can clear the dead
+    ``rollout``: kube-proxy is busy (no sync within the test), so only ProxyMedic can clear the dead
     backends. ``stall``: node-2's kube-proxy has a dead watch and resyncs its stale cache every
     2 s, re-adding what ProxyMedic removes, until it is restarted.
     """
@@ -51,7 +52,7 @@ def fault_world(scenario: str) -> World:
         # kube-proxy syncs nothing within the test, however long a busy machine makes it last, and
         # the agent calls it stale only after an hour without a sync: busy, not stale, so no node
         # has a reason to restart.
-        return world(3, min_sync_period=3600.0, sync_period=3600.0, agent_stale_after=3600.0, spec=spec)
+        return world(3, **BUSY_KUBE_PROXY, spec=spec)
     return world(3, sync_period=2.0, spec=spec)
 
 

@@ -29,10 +29,6 @@ from tests.scenarios.harness import (
 pytestmark = [pytest.mark.emulator, pytest.mark.timeout(90)]
 
 
-BUSY_KUBE_PROXY = {"min_sync_period": 3600.0, "sync_period": 3600.0, "agent_stale_after": 3600.0}
-"""kube-proxy syncs nothing within a test, however long it lasts, and is never called stale."""
-
-
 def _peer(instance: str, priority: int) -> OperatorOptions:
     return OperatorOptions(
         standalone=False,

@@ -15,6 +15,7 @@ from proxymedic.operator.guardrails import ActionKind
 from proxymedic.sim.kubeproxy import Stall
 from proxymedic.sim.world import World
 from tests.scenarios.harness import (
+    BUSY_KUBE_PROXY,
     NEW,
     OLD,
     events,
@@ -38,15 +39,7 @@ def _busy_kube_proxy(w: World) -> None:
 
 
 def _busy_world() -> World:
-    """kube-proxy syncs nothing within the test (however long a busy machine makes it) and is never
-    called stale: whatever is cleared, ProxyMedic cleared."""
-    return world(
-        3,
-        min_sync_period=3600.0,
-        sync_period=3600.0,
-        agent_stale_after=3600.0,
-        spec=policy(nodeCooldown="1h"),
-    )
+    return world(3, **BUSY_KUBE_PROXY, spec=policy(nodeCooldown="1h"))
 
 
 def _breaker(w: World) -> bool:

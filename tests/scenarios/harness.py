@@ -26,6 +26,15 @@ ALL_ACTIONS: dict[str, Any] = {
 }
 
 
+BUSY_KUBE_PROXY: dict[str, Any] = {
+    "min_sync_period": 3600.0,
+    "sync_period": 3600.0,
+    "agent_stale_after": 3600.0,
+}
+"""World settings for a kube-proxy too busy to sync within a test, however long a busy machine makes
+the test last, and never called stale: whatever is cleared, ProxyMedic cleared."""
+
+
 def policy(actions: Mapping[str, Any] | None = None, **guardrails: Any) -> dict[str, Any]:
     return {
         "services": {

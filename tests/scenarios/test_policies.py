@@ -11,6 +11,7 @@ import pytest
 from proxymedic.kube.client import ApiError
 from proxymedic.kube.resources import POLICIES
 from tests.scenarios.harness import (
+    BUSY_KUBE_PROXY,
     OLD,
     all_summarized,
     events,
@@ -50,7 +51,7 @@ async def test_the_api_rejects_what_the_schema_can_say() -> None:
 
 
 async def test_a_policy_the_models_reject_is_reported_and_not_applied() -> None:
-    async with world(2, min_sync_period=30.0) as w:
+    async with world(2, **BUSY_KUBE_PROXY) as w:
         await settled(w)
         status = await _status(w, "coredns")
         assert _condition(status, "Accepted")["status"] == "True"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.scenarios.harness import (
+    BUSY_KUBE_PROXY,
     OLD,
     all_summarized,
     events,
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.emulator, pytest.mark.timeout(60)]
 
 
 async def test_operator_restarted_mid_rollout_flushes_what_it_missed() -> None:
-    async with world(2, min_sync_period=30.0) as w:
+    async with world(2, **BUSY_KUBE_PROXY) as w:
         await settled(w)
         await w.stop_component("operator")
         await w.terminate_backend(OLD[0], lameduck=0.2)  # the Service change happens while it is down
@@ -35,7 +36,7 @@ async def test_operator_restarted_mid_rollout_flushes_what_it_missed() -> None:
 
 
 async def test_restarted_agent_reapplies_the_intent_it_missed() -> None:
-    async with world(2, min_sync_period=30.0) as w:
+    async with world(2, **BUSY_KUBE_PROXY) as w:
         await settled(w)
         await w.stop_component("agent:node-2")
         await w.terminate_backend(OLD[0], lameduck=0.2)

@@ -9,6 +9,7 @@ import pytest
 
 from proxymedic.sim.world import World
 from tests.scenarios.harness import (
+    BUSY_KUBE_PROXY,
     NEW,
     OLD,
     all_summarized,
@@ -32,7 +33,7 @@ def _cleared(w: World, backend: str) -> bool:
 async def test_rollout_flushes_every_node_before_kube_proxy_does() -> None:
     # kube-proxy is busy (no sync within the test): only ProxyMedic can clear the dead backend.
     # How fast it does is a benchmark figure (bench/rollout.py), not a claim of this test.
-    async with world(3, min_sync_period=3600.0, sync_period=3600.0) as w:
+    async with world(3, **BUSY_KUBE_PROXY) as w:
         await settled(w)
         w.traffic = True
         await w.add_backend(NEW[0])
