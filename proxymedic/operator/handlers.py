@@ -143,11 +143,11 @@ def register(
         await controller.expire_intents()
         entry = controller.cluster.policies.get(name)
         if entry is None:
-            controller.sweeps_completed += 1
+            controller.sweeps_completed[name] += 1
             return
         await repairs.policy_nodes(name, entry)
         await controller.status.write(name, entry)
-        controller.sweeps_completed += 1
+        controller.sweeps_completed[name] += 1
 
     return repairs
 

@@ -72,13 +72,15 @@ async def eventually(condition: Callable[[], bool], within: float = 30.0) -> Non
 
 
 async def sweeps(w: World, count: int = 2, within: float = 30.0) -> None:
-    """Wait until the operator has finished ``count`` more housekeeping sweeps. With two, one sweep
-    started after this call: it judged every node as things are now. A test that asserts that
-    nothing happened waits for this first, so the step that would have done it has run."""
+    """Wait until the operator has finished ``count`` more housekeeping sweeps of every policy. With
+    two, one sweep of each started after this call: it judged every node as things are now. A test
+    that asserts that nothing happened waits for this first, so the step that would have done it
+    has run."""
     controller = w.controller
     assert controller is not None, "no operator is running"
-    target = controller.sweeps_completed + count
-    await eventually(lambda: controller.sweeps_completed >= target, within)
+    done = controller.sweeps_completed
+    targets = {name: done[name] + count for name in list(controller.cluster.policies)}
+    await eventually(lambda: all(done[name] >= target for name, target in targets.items()), within)
 
 
 async def resyncs(w: World, count: int = 1, within: float = 30.0) -> None:
