@@ -10,6 +10,7 @@
 #   77  the tier cannot run here (no QEMU, no virtme-ng, no prepared kernel, not root,
 #       or the VM failed to boot): treat as "skipped"; the reason is printed, and written to
 #       $TIER_SKIP_REASON when that is set (scripts/test.sh reads it).
+#   1   also when the guest started the tests but they did not finish within VM_TIMEOUT.
 # Acceleration: KVM when /dev/kvm is usable and a short probe VM boots with it (QEMU's
 #   `-cpu host` can fail on a nested or restricted host, e.g. with an MSR error); otherwise TCG
 #   (full emulation, several times slower), with the reason printed.
@@ -105,9 +106,14 @@ echo "run-kernel-tests: VM wall time $((end - start)) s"
 
 if [[ ! -f "$RWDIR/exit-code" ]]; then
     # Only now does vng's exit code say something: the guest never wrote its result.
-    why="boot failure"
-    [[ $vng_rc -eq 124 ]] && why="no result within VM_TIMEOUT=${VM_TIMEOUT:-1200} s"
-    skip "the VM did not report a result ($why; vng exit $vng_rc)"
+    if [[ -f "$RWDIR/guest.log" ]]; then
+        # The guest booted and ran the tests: running out of time is a failure, not a skip.
+        echo "run-kernel-tests: FAILED: the tests did not finish within VM_TIMEOUT=${VM_TIMEOUT:-1200} s (vng exit $vng_rc)"
+        exit 1
+    fi
+    why="the VM did not boot"
+    [[ $vng_rc -eq 124 ]] && why="the VM did not boot within VM_TIMEOUT=${VM_TIMEOUT:-1200} s"
+    skip "$why (vng exit $vng_rc)"
 fi
 rc="$(cat "$RWDIR/exit-code")"
 echo "run-kernel-tests: $MODE exit code $rc; results in $RWDIR"
