@@ -7,7 +7,9 @@
 #   N           number of runs (default 5)
 #   PYTEST ARGS passed to each run, e.g. a tier: scripts/busy-suite.sh 3 tests/scenarios
 # Prints one line per run (passed or failed, duration, the failed test ids) and a final line;
-# exits 1 if any run failed. The busy loops are killed when the script exits, however it exits.
+# exits 1 if any run failed. Each run's full output stays in $BUSY_SUITE_LOGS (default: a new
+# directory under /tmp, named at the start). The busy loops are killed when the script exits,
+# however it exits.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,11 +23,11 @@ fi
 
 cores="$(nproc)"
 hogs=()
-work="$(mktemp -d)"
+logs="${BUSY_SUITE_LOGS:-$(mktemp -d /tmp/busy-suite.XXXXXX)}"
+mkdir -p "$logs"
 stop_hogs() {
     ((${#hogs[@]})) && kill "${hogs[@]}" 2>/dev/null
     wait "${hogs[@]}" 2>/dev/null
-    rm -rf "$work"
 }
 trap stop_hogs EXIT
 trap 'exit 130' INT TERM
@@ -33,11 +35,11 @@ for _ in $(seq "$cores"); do
     bash -c 'while :; do :; done' &
     hogs+=($!)
 done
-echo "busy-suite: $runs runs of .venv/bin/pytest $*, with $cores busy loops on $cores cores"
+echo "busy-suite: $runs runs of .venv/bin/pytest $*, with $cores busy loops on $cores cores; logs in $logs"
 
 passed=0
 for run in $(seq "$runs"); do
-    log="$work/run-$run.log"
+    log="$logs/run-$run.log"
     start=$(date +%s)
     .venv/bin/pytest -q -p no:cacheprovider "$@" >"$log" 2>&1
     rc=$?
