@@ -74,6 +74,8 @@ async def test_half_the_nodes_stale_at_once_trips_the_breaker_once_and_restarts_
         for name in half:
             w.nodes[name].kube_proxy.restart(w.desired(), time.time())
         await eventually(lambda: not _breaker(w))
+        await wait_for_events(w, "AnomalyBreakerReset")  # posted after the breaker resets
+        await sweeps(w)
         assert len(await events(w, "AnomalyBreakerReset")) == 1
         assert not any(has_state_of(w, n, ip) for n in w.nodes for ip in OLD)
         assert len(await events(w, "AnomalyBreakerTripped")) == 1
@@ -151,7 +153,12 @@ async def test_policy_edited_mid_remediation(edit: dict[str, Any]) -> None:
         await w.terminate_backend(OLD[0], lameduck=0.2)
         await eventually(lambda: not any(has_state_of(w, n, OLD[0]) for n in ("node-1", "node-2")))
         assert has_state_of(w, "node-3", OLD[0])
-        assert await _open_intents(w), "in flight"
+        [in_flight] = [i["metadata"]["name"] for i in await _open_intents(w)]
+        # The operator has read node-1's and node-2's results before the edit (else its summary of
+        # the withdrawn intent cannot say they changed).
+        controller = w.controller
+        assert controller is not None
+        await eventually(lambda: len(controller.cluster.intents[in_flight].results) == 2)
         await w.client.patch(POLICIES, "coredns", {"spec": edit})
         async with asyncio.timeout(30):
             while await _open_intents(w):  # noqa: ASYNC110  (withdrawn: deleted from the API)
@@ -160,21 +167,26 @@ async def test_policy_edited_mid_remediation(edit: dict[str, Any]) -> None:
         await w.terminate_backend(OLD[1], lameduck=0.2)
         # The operator has judged the change, node-3's agent has listed the intents and reported,
         # and sweeps ran since: whatever the edited policy would still do, it has done.
-        controller = w.controller
-        assert controller is not None
         await eventually(lambda: OLD[1] not in next(iter(controller.cluster.acted.values()), {OLD[1]}))
         await eventually(lambda: w.agents["node-3"].writes > 0)
+        # node-3 still reports the dead backend's real server: long enough for the drift ladder's
+        # next rung to be due (the policy's minimum observation, 1 s), then reports and sweeps.
+        await asyncio.sleep(1.5)
         await sensed(w)
         await sweeps(w)
         # Nothing the new policy forbids happened after the edit, on any node.
-        assert has_state_of(w, "node-3", OLD[0])
+        assert has_state_of(w, "node-3", OLD[0]), (  # what happened instead, should it fail
+            [(e["reason"], e["message"][:80]) for e in await events(w)],
+            {name: (n.kube_proxy.restarts, n.kube_proxy.syncs) for name, n in w.nodes.items()},
+            [(r.intent, r.outcome) for r in w.agents["node-3"].agent.recent_results()],
+        )
         assert all(has_state_of(w, n, OLD[1]) for n in w.nodes)
         assert all(node.kube_proxy.restarts == 0 for node in w.nodes.values())
         withdrawn = [e for e in await events(w, "StaleConnectionsFlushed") if "withdrawn" in e["message"]]
         assert len(withdrawn) == 1, [e["message"] for e in await events(w)]
         assert "2 of 3 nodes changed" in withdrawn[0]["message"]
         applied = [r.intent for r in w.agents["node-3"].agent.recent_results() if r.outcome != "DryRun"]
-        assert applied == [], "node-3 never applied the withdrawn intent"
+        assert in_flight not in applied, "node-3 never applied the withdrawn intent"
 
 
 async def test_two_policies_on_one_service_first_by_name_governs_through_edits() -> None:
