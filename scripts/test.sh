@@ -1,27 +1,33 @@
 #!/usr/bin/env bash
 # The full test suite: lint gates, every pytest tier, then the real-kernel tier in a QEMU VM.
-# Tiers that cannot run here (kind without a Docker engine, QEMU without root) skip with a reason.
-set -euo pipefail
+#
+# Every tier runs even when an earlier one failed; the output ends with one line per tier
+# (passed, failed with its exit code, or skipped with the reason), and the script exits 1 if any
+# tier failed. A tier is one line, `tier NAME -- COMMAND` (scripts/lib/tiers.sh says how exit
+# codes count: 77 is skipped, with the reason).
+set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/tiers.sh
 
-bash scripts/setup.sh --kernel
+lint() {
+    local rc=0
+    .venv/bin/ruff check . || rc=1
+    .venv/bin/ruff format --check . || rc=1
+    .venv/bin/mypy || rc=1
+    .venv/bin/lint-imports || rc=1
+    .venv/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.y*ml || rc=1
+    .venv/bin/proxymedic crds --check || rc=1
+    return "$rc"
+}
 
-echo "== lint: ruff, mypy --strict, import-linter, CRD drift"
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
-.venv/bin/mypy
-.venv/bin/lint-imports
-.venv/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.y*ml
-.venv/bin/proxymedic crds --check
+tier setup -- bash scripts/setup.sh --kernel
+tier lint -- lint
+# Every pytest tier but the kernel's, whose tests run in the VM below. No tests at all (exit 5)
+# is a failure here.
+tier pytest -- .venv/bin/pytest
+tier kernel -- bash scripts/vm/run-kernel-tests.sh
+# --- cluster tier goes here: a real kube-apiserver and kube-proxy in the VM, exit 77 when it
+# cannot run on the machine:
+#   tier cluster -- bash scripts/vm/run-cluster-tests.sh
 
-echo "== pytest: unit, emulator, chart, e2e (kernel tests run in the VM below)"
-.venv/bin/pytest
-
-echo "== kernel tier: real IPVS and conntrack in a QEMU VM"
-status=0
-bash scripts/vm/run-kernel-tests.sh || status=$?
-if [ "$status" -eq 77 ]; then
-    echo "kernel tier SKIPPED: see the reason above"
-elif [ "$status" -ne 0 ]; then
-    exit "$status"
-fi
+tier_summary

@@ -74,6 +74,8 @@ class AgentRunner:
         self._report_now = asyncio.Event()
         self._finding_types: set[str] = set()
         self.writes = 0
+        self.rounds = 0
+        """Sensing rounds finished, whether or not they wrote a report (a wait for a fresh look)."""
 
     @property
     def node(self) -> str:
@@ -192,6 +194,7 @@ class AgentRunner:
                     wait = max(0.0, wait - backoff)
             except Exception:  # the agent keeps running whatever one round hits
                 logger.exception("sensing or reporting failed unexpectedly")
+            self.rounds += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._report_now.wait(), wait)
             if self._report_now.is_set():

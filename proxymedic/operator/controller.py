@@ -7,6 +7,7 @@ API client. Decisions come from the pure modules (planner, drift, guardrails, ag
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Mapping
@@ -78,6 +79,10 @@ class Controller:
         self._pending: dict[ServiceRef, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._holds_posted: dict[tuple[str, str, str], datetime] = {}
+        self.sweeps_completed: collections.Counter[str] = collections.Counter()
+        """Housekeeping sweeps run to the end, by policy. A caller that needs the operator to have
+        judged every node again (a test asserting that nothing happened) waits for these to
+        advance instead of sleeping."""
 
     async def restore_history(self, component: str) -> None:
         """Read back the restarts of the last hour from this operator's Events (operator/restored.py).

@@ -146,10 +146,12 @@ def register(
         await controller.expire_intents()
         entry = controller.cluster.policies.get(name)
         if entry is None:
+            controller.sweeps_completed[name] += 1
             return
         await repairs.policy_nodes(name, entry)
         await sysctl_gaps.sweep()
         await controller.status.write(name, entry)
+        controller.sweeps_completed[name] += 1
 
     return repairs
 

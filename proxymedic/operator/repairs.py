@@ -305,21 +305,25 @@ class NodeRepairs:
     async def _restart(
         self, policy: ProxyHealthPolicy, entry: PolicyEntry, step: Step, view: ClusterView
     ) -> bool:
-        """One restart decision per node at a time: a report and a sweep that judge the node together
-        both pass the guardrails before either records its restart, and the second would delete the
-        pod again (or the one its DaemonSet just recreated)."""
+        """Delete the node's kube-proxy pod if the guardrails allow; True when decided (done or dry-run).
+
+        The sweep and a node's report run in different Kopf tasks and can both judge a node stale
+        while one of them is still deleting its pod: the guardrails see that restart only once it is
+        recorded, so the second judgement would delete nothing (the pod is gone) yet report a second
+        restart. Only one restart of a node is decided at a time; the other judgement leaves it.
+        """
         if step.node in self._restarting:
             return False
         self._restarting.add(step.node)
         try:
-            return await self._restart_now(policy, entry, step, view)
+            return await self._restart_claimed(policy, entry, step, view)
         finally:
             self._restarting.discard(step.node)
 
-    async def _restart_now(
+    async def _restart_claimed(
         self, policy: ProxyHealthPolicy, entry: PolicyEntry, step: Step, view: ClusterView
     ) -> bool:
-        """Delete the node's kube-proxy pod if the guardrails allow; True when decided (done or dry-run)."""
+        """The decision itself, once this node's restart is claimed."""
         node = step.node
         if self._no_target.waiting(node, self.c.now()):
             return False
@@ -369,6 +373,7 @@ class NodeRepairs:
                 )
             return False
         self._no_target.found(node)
+        deleted: list[str] = []
         for pod in restartable:
             meta = pod["metadata"]
 
@@ -382,6 +387,12 @@ class NodeRepairs:
             except ApiError as exc:  # not restarted: the next sweep decides again, within the guardrails
                 logger.warning("cannot delete kube-proxy pod %s on %s: %s", meta["name"], node, exc)
                 return False
+            deleted.append(meta["name"])
+        if not deleted:
+            # Gone before we deleted it: its DaemonSet is replacing it already, and this decision
+            # restarted nothing. The next sweep judges the new kube-proxy's reports.
+            logger.info("kube-proxy pods on %s were gone before their delete: no restart", node)
+            return False
         now = self.c.now()
         self.c.cluster.restarts[node] = now
         self.c.cluster.evidence.restarted(node)  # reports sensed before the restart no longer count
@@ -392,9 +403,7 @@ class NodeRepairs:
         await self.c.recorder.post(
             subject,
             "KubeProxyRestarted",
-            f"deleted kube-proxy pod {', '.join(str(p['metadata']['name']) for p in restartable)} "
-            f"on {node}: {why} "
-            f"[policy {policy.metadata.name}]",
+            f"deleted kube-proxy pod {', '.join(deleted)} on {node}: {why} [policy {policy.metadata.name}]",
             EventType.WARNING,
         )
         return True

@@ -46,6 +46,8 @@ class KubeProxySim:
     last_queued: float | None = None
     pending: int = 0
     restarts: int = 0
+    syncs: int = 0
+    """Syncs done (changes and periodic resyncs): a test waits for one to know a resync happened."""
 
     def want(self, desired: Desired, now: float) -> None:
         """The cluster changed: what a healthy watch would deliver."""
@@ -76,6 +78,7 @@ class KubeProxySim:
             self.model.delete_service(key)
         self.last_sync = now
         self.pending = 0
+        self.syncs += 1
 
     def restart(self, desired: Desired, now: float) -> None:
         """A new kube-proxy pod: a fresh watch, a full sync."""

@@ -168,6 +168,8 @@ class World:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._components: dict[str, asyncio.Task[None]] = {}
+        self._recreating: set[str] = set()
+        """Nodes whose kube-proxy pod is being recreated (its DaemonSet's work in progress)."""
         self._component_stops: dict[str, asyncio.Event] = {}
         self.url = ""
         self._exit = contextlib.AsyncExitStack()
@@ -380,9 +382,17 @@ class World:
 
     async def terminate_backend(self, ip: str, lameduck: float) -> None:
         """Graceful termination: not ready at once, still answering for ``lameduck`` seconds, then gone."""
+        await self.stop_ready(ip)
+        await asyncio.sleep(lameduck)
+        await self.remove_backend(ip)
+
+    async def stop_ready(self, ip: str) -> None:
+        """The pod starts terminating: no longer ready, still answering (its lameduck begins)."""
         self.pods[ip] = "terminating"
         await self._publish()
-        await asyncio.sleep(lameduck)
+
+    async def remove_backend(self, ip: str) -> None:
+        """The pod is gone: it answers nothing any more."""
         self.pods[ip] = "gone"
         for node in self.nodes.values():
             node.model.set_alive(ipaddress.ip_address(ip), False)
@@ -410,26 +420,42 @@ class World:
             await asyncio.sleep(self.settings.query_interval)
 
     async def _watch_kube_proxy_pods(self) -> None:
-        """The kube-proxy DaemonSet: a deleted pod comes back, and its kube-proxy starts afresh."""
+        """The kube-proxy DaemonSet: a deleted pod comes back, and its kube-proxy starts afresh.
+
+        Level-based, as the DaemonSet controller is: after every (re)list, a node without its pod
+        gets one, so a delete that happened while the watch was down (a 410 forced a relist) is
+        not lost.
+        """
         version = ""
         while True:
             try:
                 if not version:
-                    _, version = await self.client.list(PODS, "kube-system")
+                    pods, version = await self.client.list(PODS, "kube-system")
+                    with_pod = {pod.get("spec", {}).get("nodeName") for pod in pods}
+                    for node in self.nodes.keys() - with_pod:
+                        self._recreate_soon(node)
                 async for event in self.client.watch(PODS, version, "kube-system", timeout_seconds=60):
                     version = event.resource_version or version
                     node = event.object.get("spec", {}).get("nodeName")
                     if event.type == "DELETED" and node in self.nodes:
-                        self._spawn(self._recreate_kube_proxy(node), f"restart:{node}")
+                        self._recreate_soon(node)
             except Exception:  # a watch hiccup: relist
                 logging.getLogger("proxymedic.sim").debug("kube-proxy pod watch restarted", exc_info=True)
                 version = ""
                 await asyncio.sleep(0.1)
 
+    def _recreate_soon(self, node: str) -> None:
+        if node not in self._recreating:
+            self._recreating.add(node)
+            self._spawn(self._recreate_kube_proxy(node), f"restart:{node}")
+
     async def _recreate_kube_proxy(self, node: str) -> None:
-        await asyncio.sleep(self.settings.restart_delay)
-        await self._create_kube_proxy_pod(node)
-        self.nodes[node].kube_proxy.restart(self.desired(), time.time())
+        try:
+            await asyncio.sleep(self.settings.restart_delay)
+            await self._create_kube_proxy_pod(node)
+            self.nodes[node].kube_proxy.restart(self.desired(), time.time())
+        finally:
+            self._recreating.discard(node)
 
     # --- observing -------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ class Api:
         return result
 
     async def watch(
-        self, path: str, *, count: int | None = None, within: float = 5.0, **params: str
+        self, path: str, *, count: int | None = None, within: float = 20.0, **params: str
     ) -> list[dict[str, Any]]:
         """Collect watch events until ``count`` arrived or the server closes the stream."""
         events: list[dict[str, Any]] = []

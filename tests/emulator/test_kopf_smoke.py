@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.emulator, pytest.mark.timeout(30)]
 KOPF_PREFIX = "kopf.zalando.org/"
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float = 25.0) -> Any:
+    """Poll until ``condition`` returns something true; ``timeout`` bounds a hang, not a speed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if result := condition():

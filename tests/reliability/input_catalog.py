@@ -55,7 +55,7 @@ def _rows() -> list[Row]:
         Row("Intents at the agent", "malformed intents: live backends listed as dead, unknown actions and steps, "
             "forbidden sysctls, impossible expiry, missing or mistyped spec and metadata, huge lists (100,000 items) "
             "and strings (10 MB)", len(i.IGNORED),
-            "ignored, logged once with the field and the reason; refused within 2 s; the agent keeps applying intents",
+            "ignored, logged once with the field and the reason; the agent keeps applying intents (how fast it refuses: `bench/hostile_intents.py`)",
             _t("test_input_intents")),
         Row("Intents at the agent", "expired intents, intents for other nodes", len(i.SKIPPED),
             "not applied, nothing touched", _t("test_input_intents")),

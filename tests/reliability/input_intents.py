@@ -208,8 +208,3 @@ EXECUTED: dict[str, tuple[Callable[[], Any], str, str]] = {
     ),
 }
 """Valid but hostile intents the agent executes: foreign address families, the VIP itself, the bounds."""
-
-LARGEST_INTENT_SECONDS = 5.0
-"""The largest intent the model admits (256 dead x 64 ports x 2 VIPs) runs within this on a modelled node."""
-REFUSAL_SECONDS = 2.0
-"""A huge intent is refused (parsed, rejected, logged) within this."""

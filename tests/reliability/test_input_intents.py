@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
@@ -33,8 +32,6 @@ from tests.agent.test_executor import DEAD, LIVE, connections_to, node
 from tests.reliability.input_intents import (
     EXECUTED,
     IGNORED,
-    LARGEST_INTENT_SECONDS,
-    REFUSAL_SECONDS,
     SKIPPED,
     Ignored,
     base,
@@ -76,10 +73,7 @@ async def test_malformed_intents_are_ignored_with_the_reason(
     agent, model = new_agent()
     raw = build()
     caplog.set_level(logging.WARNING, AGENT_LOG)
-    started = time.perf_counter()
-    assert await agent.on_intent(raw) is None
-    elapsed = time.perf_counter() - started
-    assert elapsed < REFUSAL_SECONDS, f"refusing took {elapsed:.2f} s"
+    assert await agent.on_intent(raw) is None  # how fast: bench/hostile_intents.py
     warnings = [r.getMessage() for r in caplog.records if r.name == AGENT_LOG]
     assert len(warnings) == 1, warnings
     line = warnings[0]
@@ -108,10 +102,7 @@ async def test_hostile_but_valid_intents_never_touch_a_live_backend(
     build: Callable[[], Any], outcome: str, words: str
 ) -> None:
     agent, model = new_agent()
-    started = time.perf_counter()
-    result = await agent.on_intent(build())
-    elapsed = time.perf_counter() - started
-    assert elapsed < LARGEST_INTENT_SECONDS, f"took {elapsed:.2f} s"
+    result = await agent.on_intent(build())  # how fast: bench/hostile_intents.py
     assert result is not None
     assert result.outcome == outcome, result.message
     assert words in result.message
@@ -176,7 +167,7 @@ async def test_the_intent_watch_survives_every_hostile_object(caplog: pytest.Log
     caplog.set_level(logging.WARNING, AGENT_LOG)
     task = asyncio.create_task(runner._watch_intents(stop))
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             while {r.intent for r in agent.recent_results()} != {"listed", "streamed"}:
                 assert not task.done(), task.exception() if task.done() else None
                 await asyncio.sleep(0.01)

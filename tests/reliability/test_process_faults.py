@@ -11,8 +11,20 @@ import pytest
 
 from proxymedic.operator.controller import ControllerSettings
 from proxymedic.operator.handlers import OperatorOptions
-from proxymedic.sim.world import World
-from tests.scenarios.harness import NEW, OLD, events, eventually, has_state_of, policy, settled, world
+from proxymedic.sim.world import KOPF_PEERINGS, World
+from tests.scenarios.harness import (
+    NEW,
+    OLD,
+    all_summarized,
+    events,
+    eventually,
+    has_state_of,
+    policy,
+    queried,
+    settled,
+    wait_for_events,
+    world,
+)
 
 pytestmark = [pytest.mark.emulator, pytest.mark.timeout(90)]
 
@@ -33,6 +45,12 @@ def _busy_kube_proxy(w: World) -> None:
         node.kube_proxy.sync(time.time())
 
 
+async def _peers(w: World) -> dict[str, object]:
+    """The operators recorded in the peering object (Kopf keeps one status key per operator)."""
+    peering = await w.client.get(KOPF_PEERINGS, "proxymedic")
+    return dict(peering.get("status") or {})
+
+
 async def _instances(w: World) -> set[str]:
     return {str(e.get("reportingInstance")) for e in await events(w) if e.get("source", {}).get("component")}
 
@@ -40,19 +58,27 @@ async def _instances(w: World) -> set[str]:
 async def test_two_operators_only_the_active_one_acts_and_the_other_takes_over() -> None:
     spec = policy(nodeCooldown="1h")
     async with world(
-        3, min_sync_period=30.0, agent_stale_after=60.0, spec=spec, operator=_peer("op-a", 100)
+        3,
+        min_sync_period=3600.0,
+        sync_period=3600.0,
+        agent_stale_after=3600.0,
+        spec=spec,
+        operator=_peer("op-a", 100),
     ) as w:
         await settled(w)
         w.start_operator(_peer("op-b", 50), key="operator-b")
         await eventually(lambda: w.controller_of("operator-b") is not None)
-        await asyncio.sleep(1.0)  # op-b sees op-a's peering record and pauses
+        # op-b has announced itself in the peering object, which already holds op-a's record: the
+        # peering event that carries both is the one on which Kopf pauses op-b.
+        async with asyncio.timeout(30):
+            while len(await _peers(w)) < 2:  # noqa: ASYNC110  (the records live in the API)
+                await asyncio.sleep(0.1)
         await w.add_backend(NEW[0])
         _busy_kube_proxy(w)
         await w.terminate_backend(OLD[0], lameduck=0.3)
-        await eventually(lambda: not any(has_state_of(w, n, OLD[0]) for n in w.nodes), within=10)
-        await eventually(
-            lambda: bool(w.controller and all(t.summarized for t in w.controller.cluster.intents.values()))
-        )
+        await eventually(lambda: not any(has_state_of(w, n, OLD[0]) for n in w.nodes))
+        await eventually(lambda: all_summarized(w))
+        await wait_for_events(w, "StaleConnectionsFlushed")
         active, standby = w.controller, w.controller_of("operator-b")
         assert active is not None
         assert standby is not None
@@ -66,9 +92,9 @@ async def test_two_operators_only_the_active_one_acts_and_the_other_takes_over()
         await w.add_backend(NEW[1])
         _busy_kube_proxy(w)
         await w.terminate_backend(OLD[1], lameduck=0.3)
-        await eventually(lambda: not any(has_state_of(w, n, OLD[1]) for n in w.nodes), within=20)
+        await eventually(lambda: not any(has_state_of(w, n, OLD[1]) for n in w.nodes))
         assert all(node.kube_proxy.pending for node in w.nodes.values()), "ProxyMedic did it, not kube-proxy"
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             while "op-b" not in await _instances(w):  # noqa: ASYNC110  (the Events live in the API)
                 await asyncio.sleep(0.1)
         by_b = [e for e in await events(w) if e.get("reportingInstance") == "op-b"]
@@ -78,7 +104,13 @@ async def test_two_operators_only_the_active_one_acts_and_the_other_takes_over()
 
 async def test_agent_restarting_over_and_over_during_a_rollout() -> None:
     rng = random.Random(7)
-    async with world(3, min_sync_period=30.0, agent_stale_after=60.0, spec=policy(nodeCooldown="1h")) as w:
+    async with world(
+        3,
+        min_sync_period=3600.0,
+        sync_period=3600.0,
+        agent_stale_after=3600.0,
+        spec=policy(nodeCooldown="1h"),
+    ) as w:
         await settled(w)
         w.traffic = True
         restarts = 0
@@ -100,25 +132,22 @@ async def test_agent_restarting_over_and_over_during_a_rollout() -> None:
             for ip in OLD:
                 await w.terminate_backend(ip, lameduck=0.3)
                 await asyncio.sleep(0.5)
-            await eventually(lambda: restarts >= 8, within=20)
+            await eventually(lambda: restarts >= 8)
         finally:
             flapper.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await flapper
         if "agent:node-2" not in w._components:
             w.start_agent("node-2")
-        await eventually(lambda: not any(has_state_of(w, n, ip) for n in w.nodes for ip in OLD), within=20)
+        await eventually(lambda: not any(has_state_of(w, n, ip) for n in w.nodes for ip in OLD))
         model = w.nodes["node-2"].model
         programmed = {str(rs.endpoint.ip) for vs in model.list_services() for rs in vs.real_servers}
         assert set(NEW) <= programmed, "re-applied intents never touched a live backend"
-        await eventually(
-            lambda: bool(w.controller and all(t.summarized for t in w.controller.cluster.intents.values())),
-            within=20,
-        )
-        flushed = await events(w, "StaleConnectionsFlushed")
+        await eventually(lambda: all_summarized(w))
+        flushed = await wait_for_events(w, "StaleConnectionsFlushed", count=len(OLD))
         assert {e["message"].split(" left")[0] for e in flushed} == set(OLD)
         assert all(node.kube_proxy.restarts == 0 for node in w.nodes.values())
         failed_before = sum(c.stats.failed for c in w.nodes["node-2"].clients)
-        await asyncio.sleep(0.5)
+        await queried(w)
         assert sum(c.stats.failed for c in w.nodes["node-2"].clients) == failed_before, "node-2 answers again"
         print(f"agent node-2 restarted {restarts} times")

@@ -31,7 +31,7 @@ async def test_restarted_operator_keeps_the_node_cooldown_of_a_restart_it_made_b
         # kube-proxy's watch dies again; the next change shows it stale once more.
         w.stall("node-2", Stall.DEAD_WATCH)
         await w.terminate_backend(OLD[1], lameduck=0.2)
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(30):
             while True:
                 held = await events(w, "RemediationHeld")
                 if any(

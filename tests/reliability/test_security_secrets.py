@@ -23,6 +23,7 @@ from proxymedic.kube.config import load_connection
 from proxymedic.kube.events import EventRecorder
 from proxymedic.kube.resources import EVENTS
 from proxymedic.operator.controller import Controller
+from proxymedic.sim.waiting import until
 from tests.agent.test_executor import node
 from tests.contract.test_crd_parity import CRDS
 from tests.unit.factories import policy, with_change
@@ -107,8 +108,10 @@ async def test_refused_requests_never_repeat_the_token(
         dp, _ = node()
         runner = AgentRunner(client, NodeAgent(AgentSettings(node_name="node-1"), dp))
         stop = asyncio.Event()
+        refused_before = len(seen)
         task = asyncio.create_task(runner.run(stop))
-        await asyncio.sleep(1.5)  # a few refused attempts, logged with their backoff
+        async with asyncio.timeout(30):  # a few refused attempts, logged with their backoff
+            await until(lambda: len(seen) >= refused_before + 2 and "failed" in caplog.text)
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 5)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from proxymedic.kube.resources import POLICIES
 from proxymedic.sim.world import NodeSpec
 from tests.scenarios.harness import (
+    BUSY_KUBE_PROXY,
     NEW,
     OLD,
     events,
     eventually,
     has_state_of,
     policy,
+    sensed,
     settled,
+    sweeps,
     wait_for_events,
     world,
 )
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.emulator, pytest.mark.timeout(60)]
 
 
 async def test_dry_run_reports_and_changes_nothing() -> None:
-    async with world(2, min_sync_period=30.0, spec=policy(dryRun=True)) as w:
+    async with world(2, **BUSY_KUBE_PROXY, spec=policy(dryRun=True)) as w:
         await settled(w)
         await w.terminate_backend(OLD[0], lameduck=0.2)
         dry = await wait_for_events(w, "DryRun")
@@ -36,7 +37,7 @@ async def test_dry_run_reports_and_changes_nothing() -> None:
 
 
 async def test_pause_annotation_holds_every_decision() -> None:
-    async with world(2, min_sync_period=30.0) as w:
+    async with world(2, **BUSY_KUBE_PROXY) as w:
         await settled(w)
         await w.client.patch(
             POLICIES, "coredns", {"metadata": {"annotations": {"proxymedic.io/paused": "true"}}}
@@ -59,7 +60,7 @@ async def test_pause_annotation_holds_every_decision() -> None:
 
 async def test_cluster_budget_holds_the_second_flush() -> None:
     spec = policy(hourlyBudget={"perNode": 1, "perCluster": 1})
-    async with world(2, min_sync_period=30.0, spec=spec) as w:
+    async with world(2, **BUSY_KUBE_PROXY, spec=spec) as w:
         await settled(w)
         await w.add_backend(NEW[0])
         await w.terminate_backend(OLD[0], lameduck=0.2)
@@ -91,6 +92,8 @@ async def test_node_cooldown_holds_a_second_tuning_action() -> None:
             "name": "node-1",
             "uid": held[0]["involvedObject"]["uid"],
         }
-        await asyncio.sleep(1.0)
+        # Fresh reports of the drift, and sweeps that judged them, later: still held.
+        await sensed(w)
+        await sweeps(w)
         assert model.read("net.ipv4.vs.expire_quiescent_template") == 0
         assert len(await events(w, "SysctlsEnforced")) == 1

@@ -10,7 +10,18 @@ import pytest
 
 from proxymedic.kube.client import ApiError
 from proxymedic.kube.resources import POLICIES
-from tests.scenarios.harness import OLD, events, eventually, has_state_of, policy, settled, world
+from tests.scenarios.harness import (
+    BUSY_KUBE_PROXY,
+    OLD,
+    all_summarized,
+    events,
+    eventually,
+    has_state_of,
+    policy,
+    settled,
+    sweeps,
+    world,
+)
 
 pytestmark = [pytest.mark.emulator, pytest.mark.timeout(60)]
 
@@ -40,7 +51,7 @@ async def test_the_api_rejects_what_the_schema_can_say() -> None:
 
 
 async def test_a_policy_the_models_reject_is_reported_and_not_applied() -> None:
-    async with world(2, min_sync_period=30.0) as w:
+    async with world(2, **BUSY_KUBE_PROXY) as w:
         await settled(w)
         status = await _status(w, "coredns")
         assert _condition(status, "Accepted")["status"] == "True"
@@ -55,7 +66,7 @@ async def test_a_policy_the_models_reject_is_reported_and_not_applied() -> None:
                     return current
                 await asyncio.sleep(0.1)
 
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             status = await rejected()
         accepted = _condition(status, "Accepted")
         assert accepted["reason"] == "Invalid"
@@ -69,7 +80,12 @@ async def test_a_policy_the_models_reject_is_reported_and_not_applied() -> None:
         assert "maintenanceWindows[0].timeZone" in rejection[0]["message"]
         # Never half-applied: the next Service change is not acted on.
         await w.terminate_backend(OLD[0], lameduck=0.2)
-        await asyncio.sleep(1.0)
+        # The operator has seen the change (it records every Service's in-use backends, valid policy
+        # or not) and swept since: whatever it would have done, it has had its chance.
+        controller = w.controller
+        assert controller is not None
+        await eventually(lambda: OLD[0] not in next(iter(controller.cluster.acted.values()), {OLD[0]}))
+        await sweeps(w)
         assert all(has_state_of(w, node, OLD[0]) for node in w.nodes)
         assert await events(w, "StaleConnectionsFlushed") == []
 
@@ -78,13 +94,7 @@ async def test_policy_status_counts_and_conditions() -> None:
     async with world(2) as w:
         await settled(w)
         await w.terminate_backend(OLD[0], lameduck=0.2)
-        await eventually(
-            lambda: bool(
-                w.controller
-                and w.controller.cluster.intents
-                and all(t.summarized for t in w.controller.cluster.intents.values())
-            )
-        )
+        await eventually(lambda: all_summarized(w))
 
         async def counted() -> dict[str, Any]:
             while True:
@@ -93,7 +103,7 @@ async def test_policy_status_counts_and_conditions() -> None:
                     return current
                 await asyncio.sleep(0.1)
 
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             status = await counted()
         assert status["selectedServices"] == 1
         assert status["selectedNodes"] == 2

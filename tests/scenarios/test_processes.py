@@ -51,7 +51,9 @@ def _post(api: EmulatorThread, path: str, body: dict[str, Any]) -> None:
     urllib.request.urlopen(request, timeout=5).close()
 
 
-def _wait(condition: Callable[[], Any], within: float = 20.0) -> Any:
+def _wait(condition: Callable[[], Any], within: float = 45.0) -> Any:
+    """Poll ``condition`` until it returns something true. ``within`` only bounds a hang: a process
+    starting on a busy machine may take many times as long as on an idle one."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
@@ -126,7 +128,17 @@ def test_agent_process_reports_what_it_cannot_sense_and_keeps_running(
     kubeconfig = write_kubeconfig(api.url, tmp_path / "kubeconfig")
     _post(api, "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}})
     process = _run(
-        ["agent", "--kubeconfig", str(kubeconfig), "--metrics-port", "0", "--sense-interval", "1s"],
+        [
+            "agent",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--metrics-port",
+            "0",
+            "--sense-interval",
+            "1s",
+            "--heartbeat",
+            "1s",
+        ],
         env={"NODE_NAME": "node-1", "PATH": "/usr/bin:/bin"},
     )
     try:
@@ -137,7 +149,9 @@ def test_agent_process_reports_what_it_cannot_sense_and_keeps_running(
         assert report["proxyMode"] == "unknown"
         obj = _get(api, "/apis/proxymedic.io/v1alpha1/nodeproxyhealths/node-1")
         assert obj["metadata"]["ownerReferences"][0]["kind"] == "Node"
-        time.sleep(2)
+        # Still running after more sensing rounds: a later heartbeat report replaces the first one.
+        path = "/apis/proxymedic.io/v1alpha1/nodeproxyhealths/node-1"
+        _wait(lambda: _get(api, path)["status"]["observedAt"] != report["observedAt"])
         assert process.poll() is None, "still running"
     finally:
         output = _stop(process)

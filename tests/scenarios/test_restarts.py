@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import pytest
 
-from tests.scenarios.harness import OLD, eventually, has_state_of, settled, wait_for_events, world
+from tests.scenarios.harness import (
+    BUSY_KUBE_PROXY,
+    OLD,
+    all_summarized,
+    events,
+    eventually,
+    has_state_of,
+    settled,
+    sweeps,
+    wait_for_events,
+    world,
+)
 
 pytestmark = [pytest.mark.emulator, pytest.mark.timeout(60)]
 
 
 async def test_operator_restarted_mid_rollout_flushes_what_it_missed() -> None:
-    async with world(2, min_sync_period=30.0) as w:
+    async with world(2, **BUSY_KUBE_PROXY) as w:
         await settled(w)
         await w.stop_component("operator")
         await w.terminate_backend(OLD[0], lameduck=0.2)  # the Service change happens while it is down
@@ -25,7 +36,7 @@ async def test_operator_restarted_mid_rollout_flushes_what_it_missed() -> None:
 
 
 async def test_restarted_agent_reapplies_the_intent_it_missed() -> None:
-    async with world(2, min_sync_period=30.0) as w:
+    async with world(2, **BUSY_KUBE_PROXY) as w:
         await settled(w)
         await w.stop_component("agent:node-2")
         await w.terminate_backend(OLD[0], lameduck=0.2)
@@ -33,6 +44,11 @@ async def test_restarted_agent_reapplies_the_intent_it_missed() -> None:
         assert has_state_of(w, "node-2", OLD[0]), "nobody applied it on node-2 yet"
         w.start_agent("node-2")
         await eventually(lambda: not has_state_of(w, "node-2", OLD[0]))
-        flushed = await wait_for_events(w, "StaleConnectionsFlushed")  # posted after the intent is summarised
-        assert len(flushed) == 1
+        await eventually(lambda: all_summarized(w))
+        # The summary Event is posted after the intent is marked summarised: wait for it, then let
+        # a sweep run so that a second summary, if the operator were to post one, would be there.
+        await wait_for_events(w, "StaleConnectionsFlushed")
+        await sweeps(w)
+        flushed = await events(w, "StaleConnectionsFlushed")
+        assert len(flushed) == 1, [e["message"] for e in flushed]
         assert "2 of 2 nodes changed" in flushed[0]["message"]
