@@ -41,7 +41,9 @@ class SlowPodApi(KubeClient):
 
     async def list(self, resource: Resource, namespace: str | None = None, **_: Any) -> tuple[list[Any], str]:
         assert resource is PODS
-        pods = [] if POD in self.deleted else [{"metadata": {"name": POD, "namespace": "kube-system"}}]
+        owner = {"kind": "DaemonSet", "name": "kube-proxy", "uid": "ds-uid", "controller": True}
+        pod = {"metadata": {"name": POD, "namespace": "kube-system", "ownerReferences": [owner]}}
+        pods = [] if POD in self.deleted else [pod]
         self.pod_lists_waiting += 1
         await self.answer_pod_list.wait()
         return pods, "1"
