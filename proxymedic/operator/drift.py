@@ -151,6 +151,7 @@ def detect(
 
 
 _NODE_LOCAL = {FindingType.SYSCTL_DRIFT, FindingType.CONNTRACK_PRESSURE}
+RESTART_WORTHY = frozenset({FindingType.KUBE_PROXY_SYNC_STALE, FindingType.MISSING_REAL_SERVER})
 
 
 def _reported(node: str, reported: Iterable[Finding]) -> Iterable[DriftFinding]:
@@ -332,10 +333,7 @@ class Ladder:
         for node, findings in findings_by_node.items():
             for finding in findings:
                 lasting = now - self.first_seen.get(finding.key, now) >= self.min_observation
-                restart_worthy = finding.type in (
-                    FindingType.KUBE_PROXY_SYNC_STALE,
-                    FindingType.MISSING_REAL_SERVER,
-                )
+                restart_worthy = finding.type in RESTART_WORTHY
                 if (restart_worthy and lasting) or finding.readded:
                     stale.add(node)
         return frozenset(stale)

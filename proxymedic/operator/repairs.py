@@ -20,7 +20,7 @@ from proxymedic.kube.events import EventType, ObjectRef
 from proxymedic.kube.resources import PODS
 from proxymedic.operator.causality import sensed
 from proxymedic.operator.controller import Controller
-from proxymedic.operator.drift import DriftFinding, Ladder, Step, detect
+from proxymedic.operator.drift import RESTART_WORTHY, DriftFinding, Ladder, Step, detect
 from proxymedic.operator.guardrails import ActionKind, ActionRecord, ClusterView, Proposal, anomaly_tripped
 from proxymedic.operator.planner import IntentDraft, intent_name, plan_backend_flush
 from proxymedic.operator.restart_target import Backoff, split
@@ -44,6 +44,9 @@ class NodeRepairs:
         """Nodes whose kube-proxy restart is being decided or carried out now."""
         self._no_target = Backoff()
         """Nodes with no pod a restart could delete: looked at again with a growing back-off."""
+        self._looks_stale: dict[str, set[str]] = {}
+        """Policy name → nodes whose latest report shows a restart-worthy finding, evidence or not yet
+        (sensed before the change it concerns, or not lasted the minimum observation)."""
 
     async def on_report(self, node: str, raw: Mapping[str, Any] | None) -> None:
         """A node's NodeProxyHealth changed (None: deleted): collect its intent results and judge
@@ -62,11 +65,13 @@ class NodeRepairs:
         evidence = self.c.cluster.evidence
         round_ = sensed(status)
         ladder.verify_removals(node, round_, status.recent_results, self._intent_open)
-        findings = [
-            finding
-            for finding in detect(node, status, self.c.cluster.selected_vips(policy))
-            if evidence.counts(node, status, finding.service, finding.backend)
-        ]
+        detected = detect(node, status, self.c.cluster.selected_vips(policy))
+        findings = [f for f in detected if evidence.counts(node, status, f.service, f.backend)]
+        looks_stale = self._looks_stale.setdefault(policy.metadata.name, set())
+        if any(f.type in RESTART_WORTHY for f in detected):
+            looks_stale.add(node)
+        else:
+            looks_stale.discard(node)
         stale_after = policy.spec.actions.restart_kube_proxy.stale_after
         last_sync = status.kube_proxy.last_sync_time
 
@@ -147,13 +152,18 @@ class NodeRepairs:
         stale = frozenset(self._stale[name])
         view = ClusterView(len(findings), stale, frozenset(self.c.cluster.restarts))
         await self._breaker(policy, entry, view)
+        # The breaker trips on evidence alone, but a restart is held while the nodes that may turn
+        # out stale could trip it: after a change nodes report one by one, up to a heartbeat apart,
+        # and the first stale one must not be restarted before the others are counted.
+        suspects = frozenset(self._looks_stale.get(name, set()) & set(findings))
+        guarded = ClusterView(view.selected_nodes, stale | suspects, view.restarts_in_progress)
         for node in [only] if only is not None else nodes:
             if node not in findings:
                 continue
             await self._announce(node, findings[node])
             entry.ladder.observe(node, findings[node], now)
             for step in entry.ladder.steps(node, findings[node], now):
-                await self._run(policy, entry, step, view)
+                await self._run(policy, entry, step, guarded)
         if only is None:  # on sweeps only: nodes that report together then share one intent
             await self.udp_timeouts(policy, entry, nodes)
 

@@ -77,7 +77,7 @@ class WorldSettings:
     sync_period: float = 30.0
     restart_delay: float = 0.5
     agent_sense_interval: float = 0.5
-    agent_heartbeat: float = 3.0
+    agent_heartbeat: float = 1.0
     """A status write even when nothing changed. The operator judges a change only on a round sensed
     after it, so a node whose state does not move (a dead watch ignoring a new backend) is seen
     anew at this pace: 300 s in production, shortened here with the rest of the cluster's time."""
