@@ -66,9 +66,11 @@ class SlowPodApi(KubeClient):
         return patch
 
 
-def stale_report() -> dict[str, Any]:
+def stale_report(round_: int) -> dict[str, Any]:
     report = node_health(
         observedAt=NOW.isoformat(),
+        incarnation="agent-a",
+        round=round_,
         kubeProxy={
             "freshness": "Stale",
             "healthz": "Healthy",
@@ -92,17 +94,17 @@ async def test_a_sweep_and_a_report_judging_a_stale_node_at_once_restart_it_once
     body["metadata"]["uid"] = "policy-uid"
     controller.cluster.set_policy("coredns", body)
     controller.cluster.set_node({"metadata": {"name": NODE, "uid": "node-uid"}}, deleted=False)
-    controller.cluster.set_health(NODE, stale_report())
+    controller.cluster.set_health(NODE, stale_report(1))  # the first report the operator holds
 
+    # Round 2 is evidence sensed after round 1: its judgement decides a restart and looks up the pod.
+    report = asyncio.create_task(repairs.on_report(NODE, stale_report(2)))
+    async with asyncio.timeout(5):
+        await until(lambda: api.pod_lists_waiting >= 1, interval=0)
+    # The housekeeping sweep judges the node while that restart is in flight: its judgement either
+    # ends (the restart is already being decided) or reaches a pod lookup of its own.
     sweep = asyncio.create_task(repairs.sweep())
     async with asyncio.timeout(5):
-        # the sweep decided to restart and is looking up the pod
-        await until(lambda: api.pod_lists_waiting >= 1, interval=0)
-    # The node reports while the sweep's restart is in flight: the report's judgement either ends
-    # (the restart is already being decided) or reaches a pod lookup of its own.
-    report = asyncio.create_task(repairs.on_report(NODE, stale_report()))
-    async with asyncio.timeout(5):
-        await until(lambda: report.done() or api.pod_lists_waiting >= 2, interval=0)
+        await until(lambda: sweep.done() or api.pod_lists_waiting >= 2, interval=0)
     api.answer_pod_list.set()
     async with asyncio.timeout(5):
         await asyncio.gather(sweep, report)
