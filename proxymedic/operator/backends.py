@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxymedic.expectation.model import SlicePortSpec as SlicePort
+
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
@@ -24,13 +26,6 @@ class ServiceRef:
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
-
-
-@dataclass(frozen=True)
-class SlicePort:
-    name: str
-    protocol: str
-    port: int
 
 
 @dataclass(frozen=True)
