@@ -194,7 +194,8 @@ REASONS: dict[str, Reason] = {
             "the Service or the node",
             "A guardrail held an action. The message starts with the rule that held it (run "
             "`proxymedic explain RULE`): Paused, ActionDisabled, OutsideMaintenanceWindow, MinObservation, "
-            "NodeCooldown, NodeHourlyBudget, ClusterHourlyBudget, MaxConcurrentRestarts, AnomalyBreaker. "
+            "NodeCooldown, NodeHourlyBudget, ClusterHourlyBudget, MaxConcurrentRestarts, RestartInProgress, "
+            "AnomalyBreaker. "
             "The same hold is posted at most every five minutes per object and rule.",
             (
                 "`proxymedic explain RULE` for the rule in the message.",
@@ -379,6 +380,16 @@ HOLD_RULES: dict[str, Rule] = {
             "Other kube-proxy restarts are still in progress (a restart counts until the new kube-proxy "
             "reports a fresh sync, at most five minutes); maxConcurrentKubeProxyRestarts is reached.",
             ("Usually nothing: the restart runs when the others finish.",),
+        ),
+        Rule(
+            "RestartInProgress",
+            "This node's kube-proxy was restarted and has not reported a fresh sync since (a restart "
+            "counts as in progress for at most five minutes): a second restart would only interrupt its "
+            "start, whatever the node cooldown says.",
+            (
+                "Usually nothing: a kube-proxy's first sync takes longer on a large cluster.",
+                "If it never syncs, read its logs: `kubectl -n kube-system logs POD`.",
+            ),
         ),
         Rule(
             "AnomalyBreaker",

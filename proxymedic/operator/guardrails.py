@@ -68,6 +68,7 @@ class HoldRule(enum.StrEnum):
     NODE_BUDGET = "NodeHourlyBudget"
     CLUSTER_BUDGET = "ClusterHourlyBudget"
     MAX_CONCURRENT_RESTARTS = "MaxConcurrentRestarts"
+    RESTART_IN_PROGRESS = "RestartInProgress"
     ANOMALY_BREAKER = "AnomalyBreaker"
 
 
@@ -238,6 +239,13 @@ def _restart_rules(policy: ProxyHealthPolicy, node: str | None, cluster: Cluster
             f"{len(cluster.stale_nodes)} of {cluster.selected_nodes} nodes look stale at once "
             f"(threshold {guard.anomaly_threshold_percent}%): suspect the control plane or the network; "
             "holding every kube-proxy restart",
+        )
+    if node is not None and node in cluster.restarts_in_progress:
+        # A kube-proxy that has not synced since its restart is still starting (a large cluster's
+        # first sync can take minutes): a second restart would only interrupt it, whatever the cooldown.
+        return Verdict.hold(
+            HoldRule.RESTART_IN_PROGRESS,
+            f"kube-proxy on {node} was restarted and has not reported a fresh sync since",
         )
     limit = resolve_count_or_percent(guard.max_concurrent_kube_proxy_restarts, cluster.selected_nodes)
     in_progress = cluster.restarts_in_progress - ({node} if node else set())

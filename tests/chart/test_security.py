@@ -299,7 +299,7 @@ OPERATOR_NEEDS = (
     | _grants(CLUSTER, "proxymedic.io", "remediationintents", "list", "watch", "create", "delete")
     | _grants(CLUSTER, "proxymedic.io", "remediationintents/status", "patch")
     | _grants(CLUSTER, "proxymedic.io", "nodeproxyhealths", "list", "watch")
-    | _grants(CLUSTER, "", "events", "create", "patch")
+    | _grants(CLUSTER, "", "events", "create", "patch", "list")
     | _grants("kube-system", "", "pods", "list", "delete")
 )
 AGENT_NEEDS = (

@@ -178,9 +178,11 @@ CASES = [
         cluster=ClusterView(10, restarts_in_progress=frozenset({"n1", "n2"})),
     ),
     Case(
-        "own-restart-does-not-count",
+        # A real kube-proxy slower to sync than the node cooldown was restarted once per cooldown.
+        "own-restart-in-progress-holds-whatever-the-cooldown",
         Proposal(RESTART, "n1", OBSERVED),
-        None,
+        HoldRule.RESTART_IN_PROGRESS,
+        make_policy({"nodeCooldown": "0s"}),
         cluster=ClusterView(10, restarts_in_progress=frozenset({"n1"})),
     ),
     Case(

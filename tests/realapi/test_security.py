@@ -166,8 +166,16 @@ def test_operator_creates_intents_but_writes_no_report(real_api: ControlPlane, t
         ("GET", "/api/v1/namespaces/kube-system/secrets", False),
         ("DELETE", "/api/v1/nodes/node-b?dryRun=All", False),
         ("POST", "/api/v1/namespaces/default/events", True),
+        ("GET", "/api/v1/events?fieldSelector=reason%3DKubeProxyRestarted", True),
     ],
-    ids=["delete-kube-proxy-pod", "delete-other-pod", "read-secrets", "delete-node", "post-event"],
+    ids=[
+        "delete-kube-proxy-pod",
+        "delete-other-pod",
+        "read-secrets",
+        "delete-node",
+        "post-event",
+        "list-restart-events",
+    ],
 )
 def test_operator_rights_are_what_its_rbac_grants(
     real_api: ControlPlane, tokens: Tokens, method: str, path: str, allowed: bool
