@@ -106,7 +106,7 @@ def _command(workload: dict[str, Any], kubeconfig: Path) -> list[str]:
     return [str(Path(sys.executable).parent / "proxymedic"), *container["args"], f"--kubeconfig={kubeconfig}"]
 
 
-def prepare(plane: ControlPlane, workdir: Path) -> ProxyMedic:
+def prepare(plane: ControlPlane, workdir: Path, logs: Path) -> ProxyMedic:
     """Identities and commands of the operator and the agent, from what the chart installed."""
     apps = f"/apis/apps/v1/namespaces/{NAMESPACE}"
     deployment = _one(plane, f"{apps}/deployments", "operator")
@@ -120,10 +120,10 @@ def prepare(plane: ControlPlane, workdir: Path) -> ProxyMedic:
         kubeconfigs[name] = plane.write_kubeconfig(workdir / f"{name}.kubeconfig", token, name)
     return ProxyMedic(
         operator=Component(
-            "operator", _command(deployment, kubeconfigs["operator"]), {}, workdir / "operator.log"
+            "operator", _command(deployment, kubeconfigs["operator"]), {}, logs / "operator.log"
         ),
         agent=Component(
-            "agent", _command(daemonset, kubeconfigs["agent"]), {"NODE_NAME": NODE}, workdir / "agent.log"
+            "agent", _command(daemonset, kubeconfigs["agent"]), {"NODE_NAME": NODE}, logs / "agent.log"
         ),
         kubeconfigs=kubeconfigs,
     )

@@ -108,6 +108,7 @@ class KubeProxyDaemon:
     plane: ControlPlane
     binary: Path
     workdir: Path
+    logs: Path
     relay: Relay
     generation: int = 0
     restarts: list[float] = field(default_factory=list)
@@ -146,7 +147,7 @@ class KubeProxyDaemon:
         kubeconfig = self.plane.write_kubeconfig(self.workdir / "kube-proxy.kubeconfig", token, "kube-proxy")
         config = kubeconfig.read_text().replace(self.plane.server, f"https://127.0.0.1:{self.relay.port}")
         kubeconfig.write_text(config)
-        log = (self.workdir / "kube-proxy.log").open("ab")
+        log = (self.logs / "kube-proxy.log").open("ab")
         self.proc = subprocess.Popen(
             [
                 str(self.binary),
