@@ -13,7 +13,7 @@
 #   (cluster-table.json), the guest's output and the components' logs stay in VM_RWDIR.
 # Environment: VENV (default <repo>/.venv), VM_CACHE (default <repo>/.cache/vm),
 #   VM_RWDIR (default <repo>/.cache/cluster-results), VM_MEMORY (default 4G), VM_CPUS
-#   (default 2), VM_TIMEOUT seconds for the whole VM run (default 1800);
+#   (default 2), VM_TIMEOUT seconds for the whole VM run (default 2700);
 #   PROXYMEDIC_K8S_BIN_DIR or PROXYMEDIC_K8S_XZ_DIR: where kube-apiserver and kube-proxy are
 #   (tests/realk8s/binaries.py).
 set -uo pipefail
@@ -56,7 +56,7 @@ GUEST="$(printf '%q' "$REPO/scripts/vm/guest.sh") cluster $(printf '%q' "$RWDIR"
 
 start=$(date +%s)
 "$VENV/bin/python" -m compileall -q -j0 "$REPO/proxymedic" "$REPO/tests" >/dev/null 2>&1 || true
-PATH="$VENV/bin:$PATH" timeout "${VM_TIMEOUT:-1800}" "$VENV/bin/vng" -r "$VMLINUZ" --disable-kvm --force-9p \
+PATH="$VENV/bin:$PATH" timeout "${VM_TIMEOUT:-2700}" "$VENV/bin/vng" -r "$VMLINUZ" --disable-kvm --force-9p \
     --verbose --memory "${VM_MEMORY:-4G}" --cpus "${VM_CPUS:-2}" --rwdir "$RWDIR" -- "$GUEST" 2>&1 \
     | grep --line-buffered -vE '^\[ *[0-9]+\.[0-9]+\]|^(Probing EDD|Memory KASLR|Poking KASLR|virtme: )'
 vng_rc=${PIPESTATUS[0]}

@@ -89,7 +89,7 @@ def main() -> int:
     parser.add_argument("--ports", required=True, help="comma-separated source ports, one client each")
     parser.add_argument("--vip", default="10.96.0.10")
     parser.add_argument("--interval", type=float, default=0.1)
-    parser.add_argument("--lost-after", type=float, default=1.0)
+    parser.add_argument("--lost-after", type=float, default=2.0)
     parser.add_argument("--status", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()

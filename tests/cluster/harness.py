@@ -164,7 +164,7 @@ class Run:
     def ready_ips(self) -> set[str]:
         return {self.pods[n].ip for n, s in self.states.items() if s == "ready"}
 
-    def wait_programmed(self, timeout: float = 60.0) -> None:
+    def wait_programmed(self, timeout: float = 180.0) -> None:
         """Until kube-proxy's IPVS real servers of the VIP are exactly the ready pods."""
         want = self.ready_ips()
         wait_for(
@@ -181,7 +181,7 @@ class Run:
         wait_for(
             "every client to get an answer through the VIP",
             lambda: (s := self.clients.status()) and all(c["backend"] for c in s.values()),
-            60,
+            180,
         )
         self.started = time.time()
 

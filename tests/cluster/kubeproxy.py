@@ -153,6 +153,8 @@ class KubeProxyDaemon:
                 str(self.binary),
                 f"--kubeconfig={kubeconfig}",
                 f"--hostname-override={NODE}",
+                # the node's IP: without it kube-proxy waits 30 s for the Node's addresses
+                "--bind-address=127.0.0.1",
                 "--proxy-mode=ipvs",
                 "--ipvs-scheduler=rr",
                 f"--cluster-cidr={CLUSTER_CIDR}",
