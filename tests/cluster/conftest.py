@@ -104,8 +104,10 @@ def cluster() -> Iterator[Cluster]:
             pm = install.prepare(plane, work, out)
             pm.start()
             print(f"cluster: chart installed, ProxyMedic started after {time.monotonic() - started:.0f} s")
-            wait_for("kube-proxy's healthz to answer 200", lambda: healthz() == 200, 180, every=1)
-            wait_for("the agent's first NodeProxyHealth report", lambda: _node_report(plane), 300, every=1)
+            wait_for("kube-proxy's healthz to answer 200", lambda: healthz() == 200, 300, every=2)
+            # Python processes start slowly on an emulated CPU (minutes for the agent's imports);
+            # every poll here is a TLS handshake taken from them, hence the slow pace.
+            wait_for("the agent's first NodeProxyHealth report", lambda: _node_report(plane), 1200, every=5)
             print(f"cluster: kube-proxy healthy, the agent reported after {time.monotonic() - started:.0f} s")
             cluster = Cluster(plane, kube_proxy, relay, pm, work)
             yield cluster

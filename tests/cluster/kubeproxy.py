@@ -179,7 +179,7 @@ class KubeProxyDaemon:
 
     def _watch(self) -> None:
         """The kubelet and the DaemonSet: a kube-proxy Pod being deleted is replaced."""
-        while not self._stop.wait(0.5):
+        while not self._stop.wait(2.0):
             name = self.pod["metadata"]["name"]
             try:
                 status, pod = self.plane.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}")

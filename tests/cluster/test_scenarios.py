@@ -37,10 +37,10 @@ def set_proxymedic(cluster: Cluster, on: bool) -> None:
             conditions = body.get("status", {}).get("conditions", []) if status == 200 else []
             return any(c["type"] == "Accepted" and c["status"] == "True" for c in conditions)
 
-        wait_for("the operator to accept the policy", accepted, 300, every=0.5)
+        wait_for("the operator to accept the policy", accepted, 300, every=2)
     else:
         plane.request("DELETE", POLICY_PATH)
-        wait_for("the policy to be gone", lambda: plane.request("GET", POLICY_PATH)[0] == 404, 300, every=0.5)
+        wait_for("the policy to be gone", lambda: plane.request("GET", POLICY_PATH)[0] == 404, 300, every=2)
 
 
 def rollout(run: Run) -> list[int]:
@@ -101,7 +101,7 @@ def measure(
             "ProxyMedic to set expire_nodest_conn back to 1 (a SysctlsEnforced Event)",
             lambda: sysctl(EXPIRE_NODEST_CONN) == 1 and events_since(cluster.plane, mark, "SysctlsEnforced"),
             300,
-            every=0.5,
+            every=2,
         )
     n = cluster.runs
     cluster.runs += 1
