@@ -116,6 +116,7 @@ class Outcome:
     still_failing: bool
     on_replaced: list[int]
     reasons: dict[str, int]
+    started: float
 
     def row(self) -> dict[str, Any]:
         return {
@@ -243,4 +244,5 @@ class Run:
             failing,
             on_replaced,
             reasons,
+            self.started,
         )
