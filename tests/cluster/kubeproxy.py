@@ -185,7 +185,8 @@ class KubeProxyDaemon:
                 status, pod = self.plane.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}")
             except OSError:
                 continue
-            if status == 200 and not pod["metadata"].get("deletionTimestamp"):
+            deleted = status == 404 or (status == 200 and pod["metadata"].get("deletionTimestamp"))
+            if not deleted:  # alive, or the API server busy (5xx, 429): ask again
                 continue
             self._stop_process()
             if status == 200:
