@@ -153,8 +153,7 @@ class KubeProxyDaemon:
                 str(self.binary),
                 f"--kubeconfig={kubeconfig}",
                 f"--hostname-override={NODE}",
-                # the node's IP: without it kube-proxy waits 30 s for the Node's addresses
-                "--bind-address=127.0.0.1",
+                "--bind-address=127.0.0.1",  # the node has no address of its own but loopback
                 "--proxy-mode=ipvs",
                 "--ipvs-scheduler=rr",
                 f"--cluster-cidr={CLUSTER_CIDR}",

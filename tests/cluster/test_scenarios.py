@@ -19,17 +19,16 @@ from tests.cluster.harness import POLICY, POLICY_PATH, Outcome, Run, events_sinc
 from tests.cluster.netlab import Clients, sysctl, wait_for
 
 # The first test also waits for the session's control plane: tens of minutes on a loaded host.
-# Not yet shown to pass, and not hidden: in the one measurement so far (docs/cluster-tier.md)
-# kube-proxy was restarted during the with-ProxyMedic rollout (by the operator, or by this
-# tier's stand-in kubelet, which then also restarted it on a busy API server's 5xx answer:
-# fixed since) and that run's bounded wait failed. Until a run shows which scenarios hold, a
-# failure here is reported, not fatal.
+# Known gap, not hidden (docs/cluster-tier.md): in the one measurement so far the operator
+# most likely restarted kube-proxy once per nodeCooldown during the with-ProxyMedic rollout,
+# each time before the emulated kube-proxy had synced, and the run's bounded wait failed.
+# Until a run shows which scenarios hold, a failure here is reported, not fatal.
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.timeout(2700),
     pytest.mark.xfail(
         strict=False,
-        reason="with-ProxyMedic runs not yet shown to pass under emulation: docs/cluster-tier.md",
+        reason="known gap: kube-proxy restarted before its first sync, see docs/cluster-tier.md",
     ),
 ]
 
