@@ -1,5 +1,5 @@
 # The two commands a newcomer needs; each installs what it needs first.
-.PHONY: demo test setup lint crds
+.PHONY: demo test test-cluster setup lint crds
 
 demo:  ## set up (the demo's packages only) and run the embedded demo (no cluster needed)
 	bash scripts/setup.sh --demo
@@ -7,6 +7,10 @@ demo:  ## set up (the demo's packages only) and run the embedded demo (no cluste
 
 test:  ## set up and run the whole test suite, the real-kernel VM tier included
 	bash scripts/test.sh
+
+test-cluster:  ## the real-control-plane tier alone (etcd, kube-apiserver, kube-proxy in a QEMU VM)
+	bash scripts/setup.sh --kernel
+	bash scripts/vm/run-cluster-tests.sh
 
 setup:
 	bash scripts/setup.sh

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs inside the virtme-ng guest (called by run-kernel-tests.sh); not meant for the host.
-# Arguments: MODE(pytest|bench) RWDIR VENV [args...]
+# Runs inside the virtme-ng guest (called by run-kernel-tests.sh and run-cluster-tests.sh); not
+# meant for the host.
+# Arguments: MODE(pytest|bench|cluster) RWDIR VENV [args...]
 MODE="$1"; RWDIR="$2"; VENV="$3"; shift 3
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$REPO" || exit 1
@@ -8,6 +9,16 @@ dmesg -n 1 2>/dev/null  # keep kernel messages off the console (and out of the t
 for m in ip_vs ip_vs_rr ip_vs_wlc nf_conntrack nf_conntrack_netlink nf_nat nf_tables nft_nat dummy veth; do
     modprobe "$m" 2>/dev/null || echo "guest: modprobe $m failed"
 done
+if [ "$MODE" = cluster ]; then  # kube-proxy's IPVS mode: more schedulers, ipset and iptables
+    for m in ip_vs_sh ip_vs_wrr ip_set ip_set_hash_ip ip_set_hash_ipport ip_set_hash_ipportip \
+        ip_set_hash_ipportnet ip_set_hash_net ip_set_bitmap_port xt_set nft_compat nft_chain_nat \
+        xt_mark xt_comment xt_addrtype xt_conntrack xt_MASQUERADE xt_nat; do
+        modprobe "$m" 2>/dev/null || echo "guest: modprobe $m failed"
+    done
+    # The tier's kubectl and Helm write caches under HOME; the host's is read-only here.
+    export PROXYMEDIC_CLUSTER_VM=1 CLUSTER_REPORT_DIR="$RWDIR" HOME=/tmp/cluster-home
+    mkdir -p "$HOME"
+fi
 export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH="$VENV/bin:$PATH" KERNEL_REPORT_DIR="$RWDIR"
 echo "guest: kernel $(uname -r), $(nproc) cpus"
 rm -f "$RWDIR/exit-code.tmp"
@@ -15,6 +26,9 @@ rm -f "$RWDIR/exit-code.tmp"
 if [ "$MODE" = bench ]; then
     { "$VENV/bin/python" bench/kernel_flush.py "$@"; echo $? >"$RWDIR/exit-code.tmp"; } 2>&1 \
         | tee "$RWDIR/guest.log"
+elif [ "$MODE" = cluster ]; then
+    { "$VENV/bin/python" -m pytest -p no:cacheprovider -p no:hypothesispytest -m cluster tests/cluster -s -v \
+        --junitxml="$RWDIR/junit.xml" "$@"; echo $? >"$RWDIR/exit-code.tmp"; } 2>&1 | tee "$RWDIR/guest.log"
 else
     { "$VENV/bin/python" -m pytest -p no:cacheprovider -m kernel tests/kernel \
         --junitxml="$RWDIR/junit.xml" "$@"; echo $? >"$RWDIR/exit-code.tmp"; } 2>&1 | tee "$RWDIR/guest.log"

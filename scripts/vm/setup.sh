@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a Debian 12 machine (as root) for the real-kernel test tier.
 #
-# Installs QEMU, busybox and the CLI oracles (ipvsadm, conntrack), installs virtme-ng into
+# Installs QEMU, busybox, the CLI oracles (ipvsadm, conntrack), etcd, and iptables and ipset for
+# kube-proxy's IPVS mode (scripts/vm/run-cluster-tests.sh), installs virtme-ng into
 # the repository's virtualenv, and unpacks the Debian generic kernel that linux-image-amd64
 # depends on into .cache/vm/ inside the repository (its modules go to /lib/modules/<ver>).
 # Safe to run again: every step checks whether it is already done.
@@ -21,7 +22,9 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # --- system packages --------------------------------------------------------------------
-PKGS=(qemu-system-x86 busybox-static ipvsadm conntrack nftables iproute2 util-linux libcap2-bin kmod etcd-server)
+# iptables and ipset: kube-proxy's IPVS mode (the cluster tier); openssl: the API server's keys.
+PKGS=(qemu-system-x86 busybox-static ipvsadm conntrack nftables iproute2 util-linux libcap2-bin kmod etcd-server
+    iptables ipset openssl)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

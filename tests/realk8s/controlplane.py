@@ -190,9 +190,20 @@ def _wait_ready(plane: ControlPlane, proc: subprocess.Popen[bytes], log: Path, t
 
 @contextmanager
 def running(
-    binaries: Binaries, *, workdir: Path | None = None, ready_timeout: float = 300.0
+    binaries: Binaries,
+    *,
+    workdir: Path | None = None,
+    ready_timeout: float = 300.0,
+    extra_args: Sequence[str] = (),
+    restarts: int = 0,
 ) -> Iterator[ControlPlane]:
-    """Start etcd and kube-apiserver on free loopback ports; stop both and remove their data on exit."""
+    """Start etcd and kube-apiserver on free loopback ports; stop both and remove their data on exit.
+
+    ``extra_args`` go to kube-apiserver. ``restarts``: how often to start kube-apiserver again
+    when it exits before it is ready. On an emulated CPU a post-start hook can run out of its
+    fixed time (rbac/bootstrap-roles allows 30 s) and end the process; the next start resumes
+    from what etcd already holds.
+    """
     own_dir = workdir is None
     work = Path(tempfile.mkdtemp(prefix="proxymedic-k8s-")) if workdir is None else workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -230,30 +241,38 @@ def running(
                     stderr=subprocess.STDOUT,
                 )
             )
-        with api_log.open("wb") as out:
-            api = subprocess.Popen(
-                [
-                    str(binaries.kube_apiserver),
-                    f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                    "--bind-address=127.0.0.1",
-                    "--advertise-address=127.0.0.1",
-                    f"--secure-port={api_port}",
-                    f"--cert-dir={certs}",
-                    f"--token-auth-file={work / 'tokens.csv'}",
-                    "--service-account-issuer=https://kubernetes.default.svc",
-                    f"--service-account-key-file={work / 'sa.pub'}",
-                    f"--service-account-signing-key-file={work / 'sa.key'}",
-                    f"--service-cluster-ip-range={SERVICE_CIDRS}",
-                    "--authorization-mode=RBAC",
-                    "--allow-privileged=true",
-                    "--enable-priority-and-fairness=false",
-                    "--profiling=false",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        for attempt in range(restarts + 1):
+            with api_log.open("ab") as out:
+                api = subprocess.Popen(
+                    [
+                        str(binaries.kube_apiserver),
+                        f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                        "--bind-address=127.0.0.1",
+                        "--advertise-address=127.0.0.1",
+                        f"--secure-port={api_port}",
+                        f"--cert-dir={certs}",
+                        f"--token-auth-file={work / 'tokens.csv'}",
+                        "--service-account-issuer=https://kubernetes.default.svc",
+                        f"--service-account-key-file={work / 'sa.pub'}",
+                        f"--service-account-signing-key-file={work / 'sa.key'}",
+                        f"--service-cluster-ip-range={SERVICE_CIDRS}",
+                        "--authorization-mode=RBAC",
+                        "--allow-privileged=true",
+                        "--enable-priority-and-fairness=false",
+                        "--profiling=false",
+                        *extra_args,
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
             plane.processes.append(api)
-        _wait_ready(plane, api, api_log, ready_timeout)
+            try:
+                _wait_ready(plane, api, api_log, ready_timeout)
+                break
+            except StartError:
+                if api.poll() is None or attempt == restarts:
+                    raise
+                plane.processes.remove(api)
         plane.write_kubeconfig(plane.kubeconfig, admin_token, "admin")
         yield plane
     finally:

@@ -1,0 +1,124 @@
+"""The real-control-plane tier: etcd, kube-apiserver and kube-proxy (IPVS) on node-1, the VM.
+
+Every test here runs inside the QEMU VM that scripts/vm/run-cluster-tests.sh boots: the VM's
+root network namespace is the node, and kube-proxy reprograms its IPVS table and iptables,
+which no test may do to the machine running the suite. Elsewhere each test is skipped with
+the reason. One control plane, one kube-proxy and one ProxyMedic serve the whole session (the
+API server takes minutes to start on an emulated CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster import harness, install, netlab
+from tests.cluster.kubeproxy import NODE, KubeProxyDaemon, Relay, healthz
+from tests.cluster.netlab import wait_for
+from tests.realk8s import binaries, controlplane
+from tests.realk8s.controlplane import ControlPlane
+
+HERE = Path(__file__).parent
+HOW = "runs inside the VM of scripts/vm/run-cluster-tests.sh"
+
+
+def unavailable_reason() -> str | None:
+    if os.environ.get("PROXYMEDIC_CLUSTER_VM") != "1":
+        return f"{HOW} (kube-proxy reprograms the node's IPVS and iptables)"
+    if os.geteuid() != 0 or not Path("/proc/net/ip_vs").exists():
+        return f"needs root and the ip_vs module: {HOW}"
+    for tool in ("kubectl", "ipset", "iptables", "openssl"):
+        if shutil.which(tool) is None:
+            return f"needs {tool}: run scripts/vm/setup.sh"
+    try:
+        binaries.find(need_proxy=True)
+    except binaries.Missing as missing:
+        return str(missing)
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mine = [it for it in items if Path(str(it.path)).is_relative_to(HERE)]
+    for item in mine:
+        item.add_marker(pytest.mark.cluster)
+    reason = unavailable_reason() if mine else None
+    if reason:
+        for item in mine:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@dataclass
+class Cluster:
+    plane: ControlPlane
+    kube_proxy: KubeProxyDaemon
+    relay: Relay
+    proxymedic: install.ProxyMedic
+    workdir: Path
+    table: list[dict[str, Any]] = field(default_factory=list)
+    runs: int = 0
+
+
+def report_dir() -> Path:
+    path = Path(os.environ.get("CLUSTER_REPORT_DIR") or tempfile.mkdtemp(prefix="proxymedic-cluster-"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _node_report(plane: ControlPlane) -> Any:
+    status, body = plane.request("GET", f"/apis/proxymedic.io/v1alpha1/nodeproxyhealths/{NODE}")
+    return status == 200 and body.get("status", {}).get("kubeProxy")
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    found = binaries.find(need_proxy=True)
+    assert found.kube_proxy is not None
+    work = Path(tempfile.mkdtemp(prefix="proxymedic-cluster-"))
+    out = report_dir()
+    netlab.cleanup_namespaces()
+    netlab.prepare_node()
+    started = time.monotonic()
+    # No watch cache: on an emulated CPU the caches' start-up delays every read of the API
+    # server's own post-start hooks past their fixed deadlines; reads go to etcd instead.
+    with controlplane.running(
+        found, workdir=work / "k8s", ready_timeout=600, extra_args=["--watch-cache=false"], restarts=2
+    ) as plane:
+        print(f"cluster: kube-apiserver ready after {time.monotonic() - started:.0f} s")
+        plane.apply(harness.base_objects())
+        relay = Relay(("127.0.0.1", int(plane.server.rsplit(":", 1)[1])))
+        kube_proxy = KubeProxyDaemon(plane, found.kube_proxy, work, out, relay)
+        pm: install.ProxyMedic | None = None
+        cluster: Cluster | None = None
+        try:
+            kube_proxy.start()
+            install.install_chart(plane)
+            pm = install.prepare(plane, work, out)
+            pm.start()
+            print(f"cluster: chart installed, ProxyMedic started after {time.monotonic() - started:.0f} s")
+            wait_for("kube-proxy's healthz to answer 200", lambda: healthz() == 200, 300, every=2)
+            # Python processes start slowly on an emulated CPU (minutes for the agent's imports);
+            # every poll here is a TLS handshake taken from them, hence the slow pace.
+            wait_for("the agent's first NodeProxyHealth report", lambda: _node_report(plane), 1200, every=5)
+            print(f"cluster: kube-proxy healthy, the agent reported after {time.monotonic() - started:.0f} s")
+            cluster = Cluster(plane, kube_proxy, relay, pm, work)
+            yield cluster
+        finally:
+            if pm is not None:
+                pm.stop()
+            kube_proxy.stop()
+            relay.close()
+            if cluster is not None and cluster.table:
+                (out / "cluster-table.json").write_text(json.dumps(cluster.table, indent=2) + "\n")
+            for log in (work / "k8s").glob("*.log"):
+                shutil.copy(log, out / log.name)
+    netlab.cleanup_namespaces()
+    shutil.rmtree(work, ignore_errors=True)
