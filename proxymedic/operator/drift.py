@@ -183,11 +183,22 @@ class Removal:
     """The operator's clock: the restart's observation time counts from here."""
     verified: Sensed | None = None
     """The node's sensing round that ran after the removal was applied; None until it is reported."""
+    learned: bool = False
+    """Made by a Service's flush intent at the moment the backend left, maybe before this node's
+    kube-proxy had processed the change: a healthy but lagging kube-proxy can put the real
+    server back once from its older view and take it out at its next sync. Such a re-add counts
+    only once it has lasted the minimum observation; after a removal the ladder ordered (the
+    real server had already outlasted kube-proxy's chance), at once."""
 
 
 @dataclass
 class Ladder:
     min_observation: timedelta
+    program_grace: timedelta = timedelta(0)
+    """How long kube-proxy may take to program a live backend before its absence counts: the
+    policy's ``restartKubeProxy.staleAfter``. A kube-proxy that is slow to sync (a big cluster, a
+    busy node) is not a stalled one, and a false restart flushes every UDP conntrack entry of
+    the node, so a missing real server must outlast this and then the minimum observation."""
     first_seen: dict[FindingKey, datetime] = field(default_factory=dict)
     removed: dict[str, dict[RemovalKey, Removal]] = field(default_factory=dict)
     """Real server removals we ordered, by node: each report looks at its own node's only."""
@@ -220,6 +231,10 @@ class Ladder:
                 del removals[key]
             if not removals:
                 del self.removed[node]
+
+    def learn_removal(self, node: str, key: RemovalKey, intent: str, ordered_at: datetime) -> None:
+        """A removal a Service's flush intent made on this node (the node reported its result)."""
+        self.removed.setdefault(node, {}).setdefault(key, Removal(intent, ordered_at, learned=True))
 
     def verify_removals(
         self,
@@ -271,11 +286,15 @@ class Ladder:
         for finding in findings:
             removal = self._removal(node, finding) if finding.readded else None
             if removal is not None:
-                # Removed by us and back again: the removal and its undoing are the observation.
+                # Removed by us and back again: the removal and its undoing are the observation
+                # (for a removal made when the backend left, the re-add must also last).
+                since = self._readded_since(removal, finding, now)
+                if since is None:
+                    continue
                 restart = restart or Step(
                     ActionKind.RESTART_KUBE_PROXY,
                     node,
-                    removal.ordered_at,
+                    since,
                     DriftFinding(
                         node,
                         FindingType.KUBE_PROXY_SYNC_STALE,
@@ -289,7 +308,7 @@ class Ladder:
                 )
                 continue
             since = self.first_seen.get(finding.key, now)
-            if now - since < self.min_observation:
+            if now - since < self._observation(finding):
                 continue
             if finding.type is FindingType.STALE_CONNECTIONS:
                 due.append(Step(ActionKind.FLUSH_STALE_BACKENDS, node, since, finding))
@@ -304,6 +323,19 @@ class Ladder:
             elif finding.type is FindingType.CONNTRACK_PRESSURE:
                 due.append(Step(ActionKind.RAISE_CONNTRACK_MAX, node, since, finding))
         return due + [step for step in (sysctls, restart) if step is not None]
+
+    def _readded_since(self, removal: Removal, finding: DriftFinding, now: datetime) -> datetime | None:
+        """Since when a re-add counts as evidence, or None while it has not lasted long enough."""
+        if not removal.learned:
+            return removal.ordered_at
+        since = self.first_seen.get(finding.key, now)
+        return since if now - since >= self.min_observation else None
+
+    def _observation(self, finding: DriftFinding) -> timedelta:
+        """How long a finding must last before its step is due."""
+        if finding.type is FindingType.MISSING_REAL_SERVER:
+            return self.program_grace + self.min_observation
+        return self.min_observation
 
     def _removal(self, node: str, finding: DriftFinding) -> Removal | None:
         if finding.type is not FindingType.STALE_REAL_SERVER:
@@ -322,7 +354,11 @@ class Ladder:
         self.first_seen[step.finding.key] = now
         self._seen_by_node.setdefault(step.finding.key[0], set()).add(step.finding.key)
         if step.kind is ActionKind.RESTART_KUBE_PROXY:
+            # A new kube-proxy: what the old one missed or put back ages again from the first
+            # report sensed after the restart.
             self.removed.pop(step.node, None)
+            for key in self._seen_by_node.pop(step.node, set()):
+                self.first_seen.pop(key, None)
 
     def restart_candidates(
         self, findings_by_node: Mapping[str, list[DriftFinding]], now: datetime
@@ -332,8 +368,10 @@ class Ladder:
         stale = set()
         for node, findings in findings_by_node.items():
             for finding in findings:
-                lasting = now - self.first_seen.get(finding.key, now) >= self.min_observation
+                lasting = now - self.first_seen.get(finding.key, now) >= self._observation(finding)
                 restart_worthy = finding.type in RESTART_WORTHY
-                if (restart_worthy and lasting) or finding.readded:
+                removal = self._removal(node, finding) if finding.readded else None
+                readded = removal is not None and self._readded_since(removal, finding, now) is not None
+                if (restart_worthy and lasting) or readded:
                     stale.add(node)
         return frozenset(stale)
