@@ -185,10 +185,10 @@ class Removal:
     """The node's sensing round that ran after the removal was applied; None until it is reported."""
     learned: bool = False
     """Made by a Service's flush intent at the moment the backend left, maybe before this node's
-    kube-proxy had processed the change: a healthy but lagging kube-proxy can put the real
-    server back once from its older view and take it out at its next sync. Such a re-add counts
-    only once it has lasted the minimum observation; after a removal the ladder ordered (the
-    real server had already outlasted kube-proxy's chance), at once."""
+    kube-proxy had processed the change: a sync that began before it saw the backend leave puts
+    the real server back, and the next one takes it out (each sync took 18 to 45 s on the
+    emulated node of the real-cluster tier). Its return is a stale real server again, which the
+    ladder removes after the minimum observation; only a re-add after that removal is evidence."""
 
 
 @dataclass
@@ -274,6 +274,12 @@ class Ladder:
             removal = self._removal(node, finding)
             if removal is None:
                 judged.append(finding)
+            elif removal.learned:
+                # Maybe a healthy kube-proxy's sync that began before it saw the backend leave:
+                # a stale real server again, which the ladder removes after the minimum
+                # observation; a re-add after that removal is the evidence.
+                if round_ is not None and round_.after(removal.verified):
+                    judged.append(finding)
             elif round_ is not None and round_.after(removal.verified):
                 judged.append(replace(finding, readded=True))
         return judged
@@ -286,15 +292,11 @@ class Ladder:
         for finding in findings:
             removal = self._removal(node, finding) if finding.readded else None
             if removal is not None:
-                # Removed by us and back again: the removal and its undoing are the observation
-                # (for a removal made when the backend left, the re-add must also last).
-                since = self._readded_since(removal, finding, now)
-                if since is None:
-                    continue
+                # Removed by us and back again: the removal and its undoing are the observation.
                 restart = restart or Step(
                     ActionKind.RESTART_KUBE_PROXY,
                     node,
-                    since,
+                    removal.ordered_at,
                     DriftFinding(
                         node,
                         FindingType.KUBE_PROXY_SYNC_STALE,
@@ -323,13 +325,6 @@ class Ladder:
             elif finding.type is FindingType.CONNTRACK_PRESSURE:
                 due.append(Step(ActionKind.RAISE_CONNTRACK_MAX, node, since, finding))
         return due + [step for step in (sysctls, restart) if step is not None]
-
-    def _readded_since(self, removal: Removal, finding: DriftFinding, now: datetime) -> datetime | None:
-        """Since when a re-add counts as evidence, or None while it has not lasted long enough."""
-        if not removal.learned:
-            return removal.ordered_at
-        since = self.first_seen.get(finding.key, now)
-        return since if now - since >= self.min_observation else None
 
     def _observation(self, finding: DriftFinding) -> timedelta:
         """How long a finding must last before its step is due."""
@@ -370,8 +365,6 @@ class Ladder:
             for finding in findings:
                 lasting = now - self.first_seen.get(finding.key, now) >= self._observation(finding)
                 restart_worthy = finding.type in RESTART_WORTHY
-                removal = self._removal(node, finding) if finding.readded else None
-                readded = removal is not None and self._readded_since(removal, finding, now) is not None
-                if (restart_worthy and lasting) or readded:
+                if (restart_worthy and lasting) or finding.readded:
                     stale.add(node)
         return frozenset(stale)

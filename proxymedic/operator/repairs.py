@@ -96,10 +96,9 @@ class NodeRepairs:
     def _learn_service_removals(
         self, policy: ProxyHealthPolicy, ladder: Ladder, node: str, status: NodeProxyHealthStatus
     ) -> None:
-        """A Service's flush intent removes its dead backends' real servers on every node. Once the
-        node has reported its result, a later round that shows one of them back is the same
-        evidence as after a removal the ladder ordered: kube-proxy's cache is stale. Without this,
-        a dead watch is only seen after its node's own removal and the next resync re-adding it."""
+        """A Service's flush intent removes its dead backends' real servers on every node. Until the
+        node has verified that removal, a report that still shows one is no finding (sensed before
+        the removal was applied); after it, one that is back is a stale real server again."""
         for result in status.recent_results:
             tracking = self.c.cluster.intents.get(result.intent)
             if tracking is None:

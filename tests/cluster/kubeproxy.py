@@ -27,6 +27,7 @@ from tests.realk8s.controlplane import ControlPlane
 NODE = "node-1"
 NAMESPACE = "kube-system"
 CLUSTER_CIDR = "10.244.0.0/16"
+IMAGE = "registry.k8s.io/kube-proxy:v1.36.1"
 
 
 class Relay:
@@ -128,14 +129,43 @@ class KubeProxyDaemon:
     restarts: list[float] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     pod: dict[str, Any] = field(default_factory=dict)
+    daemonset: dict[str, Any] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
         setup_rbac(self.plane)
+        self.daemonset = self._daemonset()
         self._run_generation()
         self._thread = threading.Thread(target=self._watch, name="kube-proxy-daemon", daemon=True)
         self._thread.start()
+
+    def _daemonset(self) -> dict[str, Any]:
+        """kube-proxy's DaemonSet, as kubeadm creates it: ProxyMedic restarts only a kube-proxy pod
+        a DaemonSet owns (its controller brings it back), so each generation's pod names it."""
+        labels = {"k8s-app": "kube-proxy"}
+        status, body = self.plane.request(
+            "POST",
+            f"/apis/apps/v1/namespaces/{NAMESPACE}/daemonsets",
+            {
+                "apiVersion": "apps/v1",
+                "kind": "DaemonSet",
+                "metadata": {"name": "kube-proxy", "namespace": NAMESPACE, "labels": labels},
+                "spec": {
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "hostNetwork": True,
+                            "serviceAccountName": "kube-proxy",
+                            "containers": [{"name": "kube-proxy", "image": IMAGE}],
+                        },
+                    },
+                },
+            },
+        )
+        assert status == 201, f"cannot create kube-proxy's DaemonSet: {body}"
+        return dict(body)
 
     def _run_generation(self) -> None:
         self.generation += 1
@@ -146,12 +176,26 @@ class KubeProxyDaemon:
             {
                 "apiVersion": "v1",
                 "kind": "Pod",
-                "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"k8s-app": "kube-proxy"}},
+                "metadata": {
+                    "name": name,
+                    "namespace": NAMESPACE,
+                    "labels": {"k8s-app": "kube-proxy"},
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "DaemonSet",
+                            "name": "kube-proxy",
+                            "uid": self.daemonset["metadata"]["uid"],
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                },
                 "spec": {
                     "nodeName": NODE,
                     "hostNetwork": True,
                     "serviceAccountName": "kube-proxy",
-                    "containers": [{"name": "kube-proxy", "image": "registry.k8s.io/kube-proxy:v1.36.1"}],
+                    "containers": [{"name": "kube-proxy", "image": IMAGE}],
                 },
             },
         )

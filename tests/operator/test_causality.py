@@ -201,21 +201,31 @@ async def test_a_lagging_kube_proxy_that_puts_a_removed_real_server_back_once_is
     applied = await _service_removal_verified(operator)
     # A sync that began before kube-proxy saw DEAD leave writes it back; its next sync removes it.
     await operator.report(report(3, [LIVE, DEAD], [applied]))
-    assert await operator.restart_attempts() == 0, "a re-add must last the minimum observation"
+    assert await operator.restart_attempts() == 0, "not evidence of a stale cache"
     await operator.report(report(4, [LIVE], [applied]))
     await operator.sweep_after(5)
     assert await operator.restart_attempts() == 0
 
 
 @pytest.mark.emulator
-async def test_a_real_server_the_service_flush_removed_and_kube_proxy_keeps_re_adding_is_a_stale_cache(
+async def test_a_real_server_put_back_after_the_service_flush_is_removed_again_before_any_restart(
     operator: Operator,
 ) -> None:
     applied = await _service_removal_verified(operator)
     await operator.report(report(3, [LIVE, DEAD], [applied]))
+    await operator.sweep_after(2)
+    # Back after the Service's removal: a stale real server again, not yet evidence.
     assert await operator.restart_attempts() == 0
-    await operator.sweep_after(2)  # minObservation is 1s; staleAfter (10s) does not apply
-    assert await operator.restart_attempts() > 0, "re-added and kept after the Service's removal"
+    intents, _ = await operator.client.list(INTENTS)
+    again = next(i for i in intents if i["spec"]["nodeNames"] == [NODE])
+    assert "RemoveRealServers" in again["spec"]["steps"]
+    # The ladder's own removal, verified, and the real server back once more: a stale cache.
+    applied_again = {**applied, "intent": again["metadata"]["name"], "intentUid": again["metadata"]["uid"]}
+    await operator.report(report(4, [LIVE], [applied, {**applied_again, "verifiedRound": 4}]))
+    assert await operator.restart_attempts() == 0
+    await operator.report(report(5, [LIVE, DEAD], [applied, {**applied_again, "verifiedRound": 4}]))
+    await operator.sweep_after(1)  # the minimum observation, counted from the ladder's removal
+    assert await operator.restart_attempts() > 0, "re-added after the ladder's verified removal"
 
 
 def status(incarnation: str, round_: int) -> NodeProxyHealthStatus:
