@@ -204,17 +204,31 @@ def test_rollout_with_expire_nodest_conn_1(cluster: Cluster) -> None:
 def test_stalled_kube_proxy_then_rollout(cluster: Cluster) -> None:
     stall = stall_then_rollout(cluster)
     restarts = len(cluster.kube_proxy.restarts)
-    without = measure(cluster, "kube-proxy stalled, then rollout", stall, 1, on=False)
-    assert len(cluster.kube_proxy.restarts) == restarts, "kube-proxy restarted without ProxyMedic"
-    assert without.still_failing, without.row()
-    cluster.kube_proxy.restart()  # an administrator ends the stall before the next run
-
     actions = POLICY["spec"]["actions"]["restartKubeProxy"]
     bound = (
         duration_s(actions["staleAfter"])
         + duration_s(POLICY["spec"]["guardrails"]["minObservation"])
         + cluster.proxymedic.sense_interval_s
     )
+
+    def as_long_as_proxymedic_may_take(run: Run) -> None:
+        # The run lasts ProxyMedic's bound, so that the two runs' losses compare: nothing else
+        # ends a stall, and nothing is asserted from the wait itself.
+        time.sleep(max(0.0, (run.t0 or time.time()) + bound - time.time()))
+        run.step()
+
+    without = measure(
+        cluster,
+        "kube-proxy stalled, then rollout",
+        stall,
+        1,
+        on=False,
+        recover=as_long_as_proxymedic_may_take,
+    )
+    assert len(cluster.kube_proxy.restarts) == restarts, "kube-proxy restarted without ProxyMedic"
+    assert without.still_failing, without.row()
+    cluster.kube_proxy.restart()  # an administrator ends the stall before the next run
+
     repaired: dict[str, float] = {}
 
     def until_repaired(run: Run) -> None:
