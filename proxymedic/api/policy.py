@@ -86,7 +86,11 @@ class RestartKubeProxy(ApiModel):
     enabled: StrictBool = False
     stale_after: Annotated[Duration, DurationBounds("10s", "1h")] = Field(
         default=timedelta(seconds=90),
-        description="Sync age beyond which kube-proxy counts as stale while changes are pending.",
+        description=(
+            "Sync age beyond which kube-proxy counts as stale while changes are pending; also how "
+            "long a live backend may lack its real server on a node (kube-proxy still programming "
+            "it) before the minimum observation of that finding starts."
+        ),
     )
     target: KubeProxyTarget = Field(default_factory=KubeProxyTarget)
 

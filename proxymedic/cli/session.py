@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from proxymedic.api import reasons
 from proxymedic.cli.demo import NEW_BACKENDS, NODES, STALLED, Timing
@@ -56,10 +57,15 @@ async def event_posted(world: World, reason: str, node: str, seen: set[str], wit
             await asyncio.sleep(0.1)
 
 
+SESSION_POLICY: dict[str, Any] = {**POLICY, "guardrails": {**POLICY["guardrails"], "nodeCooldown": "1m"}}
+"""The demo's policy with a cooldown longer than the second stall's staleAfter plus minimum
+observation: the session shows the guardrail holding the second restart."""
+
+
 async def _run(
     run_command: Callable[[Sequence[str]], int], timing: SessionTiming, say: Callable[[str], None]
 ) -> int:
-    settings = WorldSettings(nodes=NODES, with_proxymedic=True, policy_spec=POLICY, sync_period=3.0)
+    settings = WorldSettings(nodes=NODES, with_proxymedic=True, policy_spec=SESSION_POLICY, sync_period=3.0)
     async with World(settings) as world:
         async with asyncio.timeout(timing.wait):
             await until(world.settled)

@@ -183,11 +183,22 @@ class Removal:
     """The operator's clock: the restart's observation time counts from here."""
     verified: Sensed | None = None
     """The node's sensing round that ran after the removal was applied; None until it is reported."""
+    learned: bool = False
+    """Made by a Service's flush intent at the moment the backend left, maybe before this node's
+    kube-proxy had processed the change: a sync that began before it saw the backend leave puts
+    the real server back, and the next one takes it out (each sync took 18 to 45 s on the
+    emulated node of the real-cluster tier). Its return is a stale real server again, which the
+    ladder removes after the minimum observation; only a re-add after that removal is evidence."""
 
 
 @dataclass
 class Ladder:
     min_observation: timedelta
+    program_grace: timedelta = timedelta(0)
+    """How long kube-proxy may take to program a live backend before its absence counts: the
+    policy's ``restartKubeProxy.staleAfter``. A kube-proxy that is slow to sync (a big cluster, a
+    busy node) is not a stalled one, and a false restart flushes every UDP conntrack entry of
+    the node, so a missing real server must outlast this and then the minimum observation."""
     first_seen: dict[FindingKey, datetime] = field(default_factory=dict)
     removed: dict[str, dict[RemovalKey, Removal]] = field(default_factory=dict)
     """Real server removals we ordered, by node: each report looks at its own node's only."""
@@ -220,6 +231,10 @@ class Ladder:
                 del removals[key]
             if not removals:
                 del self.removed[node]
+
+    def learn_removal(self, node: str, key: RemovalKey, intent: str, ordered_at: datetime) -> None:
+        """A removal a Service's flush intent made on this node (the node reported its result)."""
+        self.removed.setdefault(node, {}).setdefault(key, Removal(intent, ordered_at, learned=True))
 
     def verify_removals(
         self,
@@ -259,6 +274,12 @@ class Ladder:
             removal = self._removal(node, finding)
             if removal is None:
                 judged.append(finding)
+            elif removal.learned:
+                # Maybe a healthy kube-proxy's sync that began before it saw the backend leave:
+                # a stale real server again, which the ladder removes after the minimum
+                # observation; a re-add after that removal is the evidence.
+                if round_ is not None and round_.after(removal.verified):
+                    judged.append(finding)
             elif round_ is not None and round_.after(removal.verified):
                 judged.append(replace(finding, readded=True))
         return judged
@@ -289,7 +310,7 @@ class Ladder:
                 )
                 continue
             since = self.first_seen.get(finding.key, now)
-            if now - since < self.min_observation:
+            if now - since < self._observation(finding):
                 continue
             if finding.type is FindingType.STALE_CONNECTIONS:
                 due.append(Step(ActionKind.FLUSH_STALE_BACKENDS, node, since, finding))
@@ -304,6 +325,12 @@ class Ladder:
             elif finding.type is FindingType.CONNTRACK_PRESSURE:
                 due.append(Step(ActionKind.RAISE_CONNTRACK_MAX, node, since, finding))
         return due + [step for step in (sysctls, restart) if step is not None]
+
+    def _observation(self, finding: DriftFinding) -> timedelta:
+        """How long a finding must last before its step is due."""
+        if finding.type is FindingType.MISSING_REAL_SERVER:
+            return self.program_grace + self.min_observation
+        return self.min_observation
 
     def _removal(self, node: str, finding: DriftFinding) -> Removal | None:
         if finding.type is not FindingType.STALE_REAL_SERVER:
@@ -322,7 +349,11 @@ class Ladder:
         self.first_seen[step.finding.key] = now
         self._seen_by_node.setdefault(step.finding.key[0], set()).add(step.finding.key)
         if step.kind is ActionKind.RESTART_KUBE_PROXY:
+            # A new kube-proxy: what the old one missed or put back ages again from the first
+            # report sensed after the restart.
             self.removed.pop(step.node, None)
+            for key in self._seen_by_node.pop(step.node, set()):
+                self.first_seen.pop(key, None)
 
     def restart_candidates(
         self, findings_by_node: Mapping[str, list[DriftFinding]], now: datetime
@@ -332,7 +363,7 @@ class Ladder:
         stale = set()
         for node, findings in findings_by_node.items():
             for finding in findings:
-                lasting = now - self.first_seen.get(finding.key, now) >= self.min_observation
+                lasting = now - self.first_seen.get(finding.key, now) >= self._observation(finding)
                 restart_worthy = finding.type in RESTART_WORTHY
                 if (restart_worthy and lasting) or finding.readded:
                     stale.add(node)

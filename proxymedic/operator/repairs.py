@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from proxymedic.api.health import FindingType, Freshness
-from proxymedic.api.intent import IntentAction, RemediationIntentSpec
+from proxymedic.api.health import FindingType, Freshness, NodeProxyHealthStatus
+from proxymedic.api.intent import FlushStep, IntentAction, RemediationIntentSpec
 from proxymedic.api.policy import ProxyHealthPolicy
 from proxymedic.dataplane import sysctl as names
 from proxymedic.kube.client import ApiError, NotFoundError, with_backoff
@@ -64,6 +64,7 @@ class NodeRepairs:
             return []
         evidence = self.c.cluster.evidence
         round_ = sensed(status)
+        self._learn_service_removals(policy, ladder, node, status)
         ladder.verify_removals(node, round_, status.recent_results, self._intent_open)
         detected = detect(node, status, self.c.cluster.selected_vips(policy))
         findings = [f for f in detected if evidence.counts(node, status, f.service, f.backend)]
@@ -91,6 +92,27 @@ class NodeRepairs:
             return finding.type is FindingType.KUBE_PROXY_SYNC_STALE and recent
 
         return ladder.judge_removals(node, [f for f in findings if not too_early(f)], round_)
+
+    def _learn_service_removals(
+        self, policy: ProxyHealthPolicy, ladder: Ladder, node: str, status: NodeProxyHealthStatus
+    ) -> None:
+        """A Service's flush intent removes its dead backends' real servers on every node. Until the
+        node has verified that removal, a report that still shows one is no finding (sensed before
+        the removal was applied); after it, one that is back is a stale real server again."""
+        for result in status.recent_results:
+            tracking = self.c.cluster.intents.get(result.intent)
+            if tracking is None:
+                continue
+            spec = tracking.intent.spec
+            if (
+                spec.policy_name != policy.metadata.name
+                or spec.service is None
+                or FlushStep.REMOVE_REAL_SERVERS not in spec.steps
+            ):
+                continue
+            service = f"{spec.service.namespace}/{spec.service.name}"
+            for backend in spec.dead_backends:
+                ladder.learn_removal(node, (service, backend), tracking.name, spec.decided_at)
 
     def _intent_open(self, name: str) -> bool:
         tracking = self.c.cluster.intents.get(name)
@@ -336,6 +358,13 @@ class NodeRepairs:
         """The decision itself, once this node's restart is claimed."""
         node = step.node
         if self._no_target.waiting(node, self.c.now()):
+            return False
+        restarted = [
+            r.at for r in entry.history if r.kind is ActionKind.RESTART_KUBE_PROXY and r.node == node
+        ]
+        if restarted and step.since < max(restarted):
+            # Judged on a finding from before this node's last restart (a judgement that waited
+            # for the claim): that restart answered it; holding it would only post a Warning.
             return False
         subject = self._node_ref(node)
         proposal = Proposal(ActionKind.RESTART_KUBE_PROXY, node, step.since)

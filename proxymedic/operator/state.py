@@ -117,6 +117,7 @@ class Cluster:
         if entry.ladder is None:
             entry.ladder = Ladder(min_observation)
         entry.ladder.min_observation = min_observation
+        entry.ladder.program_grace = policy.spec.actions.restart_kube_proxy.stale_after
         return entry
 
     def set_service(self, raw: Mapping[str, Any], deleted: bool) -> ServiceRef | None:

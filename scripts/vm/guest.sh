@@ -18,6 +18,15 @@ if [ "$MODE" = cluster ]; then  # kube-proxy's IPVS mode: more schedulers, ipset
     # The tier's kubectl and Helm write caches under HOME; the host's is read-only here.
     export PROXYMEDIC_CLUSTER_VM=1 CLUSTER_REPORT_DIR="$RWDIR" HOME=/tmp/cluster-home
     mkdir -p "$HOME"
+    # The API server runs on the host (run-cluster-tests.sh), reached over QEMU's user network
+    # where the host's loopback is 10.0.2.2. No udev loads the NIC's driver, and virtme-ng's
+    # DHCP waits for it forever, so the script boots with --no-dhcp and the guest sets it up
+    # (the address is tests/cluster/netlab.py's NODE_IP).
+    if [ -f "$RWDIR/plane/plane.json" ]; then
+        export PROXYMEDIC_CLUSTER_PLANE="$RWDIR/plane/plane.json"
+        modprobe virtio_net && ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 \
+            || echo "guest: cannot set up eth0 for the API server on the host"
+    fi
 fi
 export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH="$VENV/bin:$PATH" KERNEL_REPORT_DIR="$RWDIR"
 echo "guest: kernel $(uname -r), $(nproc) cpus"

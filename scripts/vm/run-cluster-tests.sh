@@ -1,39 +1,34 @@
 #!/usr/bin/env bash
-# Run the real-control-plane tier (pytest -m cluster tests/cluster) inside one QEMU VM booted
-# with virtme-ng, as run-kernel-tests.sh does: etcd, kube-apiserver and kube-proxy (IPVS) on the
-# VM as node-1, ProxyMedic installed with its chart, scenarios without and with ProxyMedic.
+# Run the real-control-plane tier (pytest -m cluster tests/cluster): etcd and kube-apiserver on
+# this machine at native speed (python -m tests.realk8s.serve), and one QEMU VM booted with
+# virtme-ng, as run-kernel-tests.sh does, that is the node node-1: kube-proxy (IPVS) programs
+# its kernel, ProxyMedic is installed with its chart and runs there, and the scenarios run
+# without and with ProxyMedic. The VM reaches the API server through QEMU's user networking
+# (the host's loopback is 10.0.2.2 in the guest).
 #
 # Usage: scripts/vm/run-cluster-tests.sh [pytest args...]
 #
 # Exit codes: pytest's exit code from inside the guest;
 #   77  the tier cannot run here (no QEMU, no virtme-ng, no prepared kernel, not root, no etcd,
 #       kubectl, ipset or iptables, no Kubernetes binaries, or the VM failed to boot): treat as
-#       "skipped"; the reason is printed.
+#       "skipped"; the reason is printed (and written to $TIER_SKIP_REASON when that is set).
+#   1   also when the control plane did not start, or the tests did not finish within VM_TIMEOUT.
 # Results: the JUnit XML goes to build/test-results/cluster.xml; the measured table
-#   (cluster-table.json), the guest's output and the components' logs stay in VM_RWDIR.
+#   (cluster-table.json), the guest's output and the components' logs stay in VM_RWDIR (the
+#   API server's and etcd's under plane/).
 # Environment: VENV (default <repo>/.venv), VM_CACHE (default <repo>/.cache/vm),
-#   VM_RWDIR (default <repo>/.cache/cluster-results), VM_MEMORY (default 4G), VM_CPUS
-#   (default 2), VM_TIMEOUT seconds for the whole VM run (default 2700);
-#   PROXYMEDIC_K8S_BIN_DIR or PROXYMEDIC_K8S_XZ_DIR: where kube-apiserver and kube-proxy are
-#   (tests/realk8s/binaries.py).
+#   VM_RWDIR (default <repo>/.cache/cluster-results), VM_MEMORY (default 3G), VM_CPUS
+#   (default 2), VM_TIMEOUT seconds for the whole VM run (default 2700), VM_ACCEL and
+#   VM_PROBE_TIMEOUT as for run-kernel-tests.sh; PROXYMEDIC_K8S_BIN_DIR or
+#   PROXYMEDIC_K8S_XZ_DIR: where kube-apiserver and kube-proxy are (tests/realk8s/binaries.py).
 set -uo pipefail
 
-SKIP=77
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-VENV="${VENV:-$REPO/.venv}"
-CACHE="${VM_CACHE:-$REPO/.cache/vm}"
+SKIP_PREFIX=run-cluster-tests
+# shellcheck source=scripts/vm/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 RWDIR="${VM_RWDIR:-$REPO/.cache/cluster-results}"
 
-skip() { printf 'run-cluster-tests: SKIPPED: %s\n' "$*" >&2; exit "$SKIP"; }
-
-[[ $(id -u) -eq 0 ]] || skip "needs root (QEMU with virtme-ng shares the host's root filesystem)"
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed: run scripts/vm/setup.sh"
-[[ -x "$VENV/bin/vng" ]] || skip "virtme-ng not installed in $VENV: run scripts/vm/setup.sh"
-KROOT="$(readlink -f "$CACHE/current" 2>/dev/null || true)"
-KVER="$(basename "${KROOT:-none}")"
-VMLINUZ="$KROOT/boot/vmlinuz-$KVER"
-[[ -n "$KROOT" && -f "$VMLINUZ" ]] || skip "no prepared kernel under $CACHE: run scripts/vm/setup.sh"
-[[ -d "/lib/modules/$KVER" ]] || skip "modules for $KVER not installed: run scripts/vm/setup.sh"
+vm_preflight
 for tool in etcd kubectl ipset iptables openssl; do
     command -v "$tool" >/dev/null || skip "$tool not installed: run scripts/vm/setup.sh (kubectl: install it)"
 done
@@ -48,23 +43,46 @@ except binaries.Missing as missing:
 [[ -z "$missing" ]] || skip "$missing"
 
 mkdir -p "$RWDIR" "$REPO/build/test-results"
-rm -f "$RWDIR"/exit-code "$RWDIR"/guest.log "$RWDIR"/junit.xml "$RWDIR"/*.json "$RWDIR"/*.log
+rm -rf "$RWDIR"/exit-code "$RWDIR"/guest.log "$RWDIR"/junit.xml "$RWDIR"/*.json "$RWDIR"/*.log "$RWDIR/plane"
 
-ARGS=""
-for a in "$@"; do ARGS+=" $(printf '%q' "$a")"; done
-GUEST="$(printf '%q' "$REPO/scripts/vm/guest.sh") cluster $(printf '%q' "$RWDIR") $(printf '%q' "$VENV")$ARGS"
+GUEST="$(printf '%q' "$REPO/scripts/vm/guest.sh") cluster $(printf '%q' "$RWDIR") $(printf '%q' "$VENV")$(vm_quote_args "$@")"
+vm_choose_accel
+
+# The control plane on the host; stopped (and its logs copied to plane/) however this exits.
+PLANE="$RWDIR/plane"
+(cd "$REPO" && exec "$VENV/bin/python" -m tests.realk8s.serve "$PLANE") &
+serve_pid=$!
+stop_plane() { kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null; }
+trap stop_plane EXIT
+started=$(date +%s)
+until [[ -f "$PLANE/plane.json" ]]; do
+    if ! kill -0 "$serve_pid" 2>/dev/null; then
+        echo "run-cluster-tests: FAILED: the control plane did not start: $(cat "$PLANE/plane-error.txt" 2>/dev/null)"
+        exit 1
+    fi
+    if (($(date +%s) - started > 600)); then
+        echo "run-cluster-tests: FAILED: the control plane was not ready within 600 s"
+        exit 1
+    fi
+    sleep 1
+done
+echo "run-cluster-tests: kube-apiserver ready on the host after $(($(date +%s) - started)) s"
 
 start=$(date +%s)
 "$VENV/bin/python" -m compileall -q -j0 "$REPO/proxymedic" "$REPO/tests" >/dev/null 2>&1 || true
-PATH="$VENV/bin:$PATH" timeout "${VM_TIMEOUT:-2700}" "$VENV/bin/vng" -r "$VMLINUZ" --disable-kvm --force-9p \
-    --verbose --memory "${VM_MEMORY:-4G}" --cpus "${VM_CPUS:-2}" --rwdir "$RWDIR" -- "$GUEST" 2>&1 \
-    | grep --line-buffered -vE '^\[ *[0-9]+\.[0-9]+\]|^(Probing EDD|Memory KASLR|Poking KASLR|virtme: )'
+timeout "${VM_TIMEOUT:-2700}" "${VNG[@]}" "${ACCEL[@]}" --network user --no-dhcp --verbose \
+    --memory "${VM_MEMORY:-3G}" --cpus "${VM_CPUS:-2}" --rwdir "$RWDIR" -- "$GUEST" 2>&1 \
+    | vm_console_filter
 vng_rc=${PIPESTATUS[0]}
 end=$(date +%s)
-echo "run-cluster-tests: VM wall time $((end - start)) s (vng exit $vng_rc)"
+echo "run-cluster-tests: VM wall time $((end - start)) s"
 
 if [[ ! -f "$RWDIR/exit-code" ]]; then
-    skip "the VM did not report a result (boot failure or timeout; vng exit $vng_rc)"
+    if [[ -f "$RWDIR/guest.log" ]]; then
+        echo "run-cluster-tests: FAILED: the tests did not finish within VM_TIMEOUT=${VM_TIMEOUT:-2700} s (vng exit $vng_rc)"
+        exit 1
+    fi
+    skip "the VM did not boot (vng exit $vng_rc)"
 fi
 [[ -f "$RWDIR/junit.xml" ]] && cp "$RWDIR/junit.xml" "$REPO/build/test-results/cluster.xml"
 if [[ -f "$RWDIR/cluster-table.json" ]]; then

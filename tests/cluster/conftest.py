@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import pytest
 from tests.cluster import harness, install, netlab
 from tests.cluster.kubeproxy import NODE, KubeProxyDaemon, Relay, healthz
 from tests.cluster.netlab import wait_for
-from tests.realk8s import binaries, controlplane
+from tests.realk8s import binaries
 from tests.realk8s.controlplane import ControlPlane
 
 HERE = Path(__file__).parent
@@ -32,7 +33,7 @@ HOW = "runs inside the VM of scripts/vm/run-cluster-tests.sh"
 
 
 def unavailable_reason() -> str | None:
-    if os.environ.get("PROXYMEDIC_CLUSTER_VM") != "1":
+    if os.environ.get("PROXYMEDIC_CLUSTER_VM") != "1" or not os.environ.get("PROXYMEDIC_CLUSTER_PLANE"):
         return f"{HOW} (kube-proxy reprograms the node's IPVS and iptables)"
     if os.geteuid() != 0 or not Path("/proc/net/ip_vs").exists():
         return f"needs root and the ip_vs module: {HOW}"
@@ -87,38 +88,44 @@ def cluster() -> Iterator[Cluster]:
     netlab.cleanup_namespaces()
     netlab.prepare_node()
     started = time.monotonic()
-    # No watch cache: on an emulated CPU the caches' start-up delays every read of the API
-    # server's own post-start hooks past their fixed deadlines; reads go to etcd instead.
-    with controlplane.running(
-        found, workdir=work / "k8s", ready_timeout=600, extra_args=["--watch-cache=false"], restarts=2
-    ) as plane:
-        print(f"cluster: kube-apiserver ready after {time.monotonic() - started:.0f} s")
-        plane.apply(harness.base_objects())
-        relay = Relay(("127.0.0.1", int(plane.server.rsplit(":", 1)[1])))
-        kube_proxy = KubeProxyDaemon(plane, found.kube_proxy, work, out, relay)
-        pm: install.ProxyMedic | None = None
-        cluster: Cluster | None = None
-        try:
-            kube_proxy.start()
-            install.install_chart(plane)
-            pm = install.prepare(plane, work, out)
-            pm.start()
-            print(f"cluster: chart installed, ProxyMedic started after {time.monotonic() - started:.0f} s")
-            wait_for("kube-proxy's healthz to answer 200", lambda: healthz() == 200, 300, every=2)
-            # Python processes start slowly on an emulated CPU (minutes for the agent's imports);
-            # every poll here is a TLS handshake taken from them, hence the slow pace.
-            wait_for("the agent's first NodeProxyHealth report", lambda: _node_report(plane), 1200, every=5)
-            print(f"cluster: kube-proxy healthy, the agent reported after {time.monotonic() - started:.0f} s")
-            cluster = Cluster(plane, kube_proxy, relay, pm, work)
-            yield cluster
-        finally:
-            if pm is not None:
-                pm.stop()
-            kube_proxy.stop()
-            relay.close()
-            if cluster is not None and cluster.table:
-                (out / "cluster-table.json").write_text(json.dumps(cluster.table, indent=2) + "\n")
-            for log in (work / "k8s").glob("*.log"):
-                shutil.copy(log, out / log.name)
+    # The API server runs on the host (tests.realk8s.serve, started by run-cluster-tests.sh): it
+    # starts there in seconds, where on the VM's emulated CPU it took minutes and then competed
+    # with kube-proxy and ProxyMedic for the VM's CPUs.
+    plane = ControlPlane.attach(Path(os.environ["PROXYMEDIC_CLUSTER_PLANE"]), work / "k8s")
+    print(f"cluster: the API server on the host is {plane.server}")
+    plane.apply(harness.base_objects())
+    # The node's address, as a kubelet reports it: kube-proxy waits 30 s for one otherwise.
+    status, body = plane.request(
+        "PATCH",
+        f"/api/v1/nodes/{NODE}/status",
+        {"status": {"addresses": [{"type": "InternalIP", "address": netlab.NODE_IP}]}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200, body
+    api = urllib.parse.urlsplit(plane.server)
+    relay = Relay((api.hostname or "127.0.0.1", api.port or 443))
+    kube_proxy = KubeProxyDaemon(plane, found.kube_proxy, work, out, relay)
+    pm: install.ProxyMedic | None = None
+    cluster: Cluster | None = None
+    try:
+        kube_proxy.start()
+        install.install_chart(plane)
+        pm = install.prepare(plane, work, out)
+        pm.start()
+        print(f"cluster: chart installed, ProxyMedic started after {time.monotonic() - started:.0f} s")
+        wait_for("kube-proxy's healthz to answer 200", lambda: healthz() == 200, 300, every=2)
+        # Python processes start slowly on an emulated CPU (minutes for the agent's imports);
+        # every poll here is a TLS handshake taken from them, hence the slow pace.
+        wait_for("the agent's first NodeProxyHealth report", lambda: _node_report(plane), 1200, every=5)
+        print(f"cluster: kube-proxy healthy, the agent reported after {time.monotonic() - started:.0f} s")
+        cluster = Cluster(plane, kube_proxy, relay, pm, work)
+        yield cluster
+    finally:
+        if pm is not None:
+            pm.stop()
+        kube_proxy.stop()
+        relay.close()
+        if cluster is not None and cluster.table:
+            (out / "cluster-table.json").write_text(json.dumps(cluster.table, indent=2) + "\n")
     netlab.cleanup_namespaces()
     shutil.rmtree(work, ignore_errors=True)

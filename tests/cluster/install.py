@@ -96,6 +96,15 @@ class ProxyMedic:
         self.operator.stop()
         self.agent.stop()
 
+    @property
+    def sense_interval_s(self) -> float:
+        """The agent's --sense-interval as the chart rendered it (a Go duration in s or m)."""
+        for arg in self.agent.argv:
+            if arg.startswith("--sense-interval="):
+                value = arg.split("=", 1)[1]
+                return float(value[:-1]) * (60 if value.endswith("m") else 1)
+        raise AssertionError(f"the agent has no --sense-interval: {self.agent.argv}")
+
     def alive(self) -> list[str]:
         """Names of the components whose process has exited (empty when both run)."""
         return [c.name for c in (self.operator, self.agent) if c.proc is None or c.proc.poll() is not None]

@@ -11,6 +11,7 @@ while its healthz keeps answering.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import threading
@@ -26,19 +27,21 @@ from tests.realk8s.controlplane import ControlPlane
 NODE = "node-1"
 NAMESPACE = "kube-system"
 CLUSTER_CIDR = "10.244.0.0/16"
+IMAGE = "registry.k8s.io/kube-proxy:v1.36.1"
 
 
 class Relay:
-    """A TCP relay from a loopback port to the API server; ``blackhole`` swallows every byte
-    both ways from then on, keeping the connections open, as a dead network path does."""
+    """A TCP relay from a loopback port to the API server. ``blackhole`` makes the connections
+    open at that moment swallow every byte both ways while staying open, as a dead network path
+    does; connections made afterwards (a restarted kube-proxy's) pass."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
-        self.blackholed = threading.Event()
         self._closed = False
-        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._pairs: list[tuple[socket.socket, socket.socket, threading.Event]] = []
         threading.Thread(target=self._accept, name="relay", daemon=True).start()
 
     def _accept(self) -> None:
@@ -49,23 +52,35 @@ class Relay:
             except OSError:
                 continue
             server.settimeout(None)
-            self._socks += [client, server]
+            dead = threading.Event()
+            with self._lock:
+                self._pairs.append((client, server, dead))
             for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pump, args=(a, b, dead), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, dead: threading.Event) -> None:
         with contextlib.suppress(OSError):
             while data := src.recv(65536):
-                if not self.blackholed.is_set():
+                if not dead.is_set():
                     dst.sendall(data)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
+        if not dead.is_set():
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def blackhole(self) -> int:
+        """Kill the path of every connection open now; returns how many there were."""
+        with self._lock:
+            for _, _, dead in self._pairs:
+                dead.set()
+            return len(self._pairs)
 
     def close(self) -> None:
         self._closed = True
         self.listener.close()
-        for sock in self._socks:
-            sock.close()
+        with self._lock:
+            for client, server, _ in self._pairs:
+                client.close()
+                server.close()
 
 
 def healthz() -> int | None:
@@ -114,14 +129,43 @@ class KubeProxyDaemon:
     restarts: list[float] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     pod: dict[str, Any] = field(default_factory=dict)
+    daemonset: dict[str, Any] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
         setup_rbac(self.plane)
+        self.daemonset = self._daemonset()
         self._run_generation()
         self._thread = threading.Thread(target=self._watch, name="kube-proxy-daemon", daemon=True)
         self._thread.start()
+
+    def _daemonset(self) -> dict[str, Any]:
+        """kube-proxy's DaemonSet, as kubeadm creates it: ProxyMedic restarts only a kube-proxy pod
+        a DaemonSet owns (its controller brings it back), so each generation's pod names it."""
+        labels = {"k8s-app": "kube-proxy"}
+        status, body = self.plane.request(
+            "POST",
+            f"/apis/apps/v1/namespaces/{NAMESPACE}/daemonsets",
+            {
+                "apiVersion": "apps/v1",
+                "kind": "DaemonSet",
+                "metadata": {"name": "kube-proxy", "namespace": NAMESPACE, "labels": labels},
+                "spec": {
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "hostNetwork": True,
+                            "serviceAccountName": "kube-proxy",
+                            "containers": [{"name": "kube-proxy", "image": IMAGE}],
+                        },
+                    },
+                },
+            },
+        )
+        assert status == 201, f"cannot create kube-proxy's DaemonSet: {body}"
+        return dict(body)
 
     def _run_generation(self) -> None:
         self.generation += 1
@@ -132,12 +176,26 @@ class KubeProxyDaemon:
             {
                 "apiVersion": "v1",
                 "kind": "Pod",
-                "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"k8s-app": "kube-proxy"}},
+                "metadata": {
+                    "name": name,
+                    "namespace": NAMESPACE,
+                    "labels": {"k8s-app": "kube-proxy"},
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "DaemonSet",
+                            "name": "kube-proxy",
+                            "uid": self.daemonset["metadata"]["uid"],
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                },
                 "spec": {
                     "nodeName": NODE,
                     "hostNetwork": True,
                     "serviceAccountName": "kube-proxy",
-                    "containers": [{"name": "kube-proxy", "image": "registry.k8s.io/kube-proxy:v1.36.1"}],
+                    "containers": [{"name": "kube-proxy", "image": IMAGE}],
                 },
             },
         )
@@ -160,10 +218,14 @@ class KubeProxyDaemon:
                 "--metrics-bind-address=127.0.0.1:10249",
                 "--healthz-bind-address=127.0.0.1:10256",
                 "--conntrack-max-per-core=0",
-                "--v=2",
+                "--v=4",  # v=4 logs each sync and its duration
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            # client-go's HTTP/2 health check would notice a blackholed connection within 45 s
+            # and reconnect; off, the watches stay on the dead path, as they do behind a
+            # middlebox that answers the pings, or with a client that has no such check.
+            env={**os.environ, "HTTP2_READ_IDLE_TIMEOUT_SECONDS": "0"},
         )
         log.close()
 
@@ -196,6 +258,18 @@ class KubeProxyDaemon:
                 )
             self.restarts.append(time.time())
             self._run_generation()
+
+    def restart(self, timeout: float = 120.0) -> None:
+        """Delete the kube-proxy Pod object, as an administrator would; returns once the stand-in
+        kubelet has started the next generation."""
+        generation = self.generation
+        name = self.pod["metadata"]["name"]
+        status, body = self.plane.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}")
+        assert status in (200, 202), f"cannot delete {name}: {body}"
+        deadline = time.monotonic() + timeout
+        while self.generation == generation:
+            assert time.monotonic() < deadline, f"kube-proxy was not restarted within {timeout:.0f} s"
+            time.sleep(0.5)
 
     def stop(self) -> None:
         self._stop.set()

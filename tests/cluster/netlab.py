@@ -32,6 +32,8 @@ HERE = Path(__file__).resolve().parent
 GATEWAY = "169.254.1.1"
 CLIENTS_NS, CLIENT_IP = "pm-clients", "10.244.0.2"
 VIP = "10.96.0.10"
+NODE_IP = "10.0.2.15"
+"""eth0 on QEMU's user network (scripts/vm/guest.sh), where the host is 10.0.2.2."""
 
 
 def run(*argv: str, check: bool = True) -> str:

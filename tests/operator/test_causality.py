@@ -41,7 +41,7 @@ POLICY_SPEC: dict[str, Any] = {
     "actions": {
         "flushStaleConnections": {"enabled": True},
         "removeStaleRealServers": {"enabled": True},
-        "restartKubeProxy": {"enabled": True},
+        "restartKubeProxy": {"enabled": True, "staleAfter": "10s"},
     },
     "guardrails": {"minObservation": "1s", "nodeCooldown": "0s"},
 }
@@ -137,7 +137,9 @@ async def test_a_report_sensed_before_a_backend_became_live_is_no_evidence(opera
     assert await operator.restart_attempts() == 0
     # Round 2, sensed after the change, still misses NEW: now it is a finding, and it ages.
     await operator.report(report(2, [LIVE]))
-    assert await operator.restart_attempts() == 0, "kube-proxy gets the minimum observation first"
+    assert await operator.restart_attempts() == 0, "kube-proxy gets staleAfter to program it first"
+    await operator.sweep_after(10)
+    assert await operator.restart_attempts() == 0, "then the minimum observation"
     await operator.sweep_after(2)
     assert await operator.restart_attempts() > 0
 
@@ -170,6 +172,60 @@ async def test_a_report_from_before_the_removal_was_applied_is_not_a_readd(opera
     assert await operator.restart_attempts() == 0
     await operator.report(report(5, [LIVE, DEAD], [applied]))
     assert await operator.restart_attempts() > 0, "re-added after a verified removal"
+
+
+async def _service_removal_verified(operator: Operator) -> dict[str, Any]:
+    """DEAD leaves; the Service's flush intent removes its real server; round 2 verifies it."""
+    await operator.pods({LIVE: "ready", DEAD: "ready"})
+    await operator.report(report(1, [LIVE, DEAD]))
+    await operator.pods({LIVE: "ready"})
+    intents, _ = await operator.client.list(INTENTS)
+    flush = next(i for i in intents if i["spec"].get("allNodes"))
+    assert "RemoveRealServers" in flush["spec"]["steps"]
+    applied = {
+        "intent": flush["metadata"]["name"],
+        "intentUid": flush["metadata"]["uid"],
+        "outcome": "Applied",
+        "completedAt": T0.isoformat(),
+        "removedRealServers": 1,
+        "verifiedRound": 2,
+    }
+    await operator.report(report(2, [LIVE], [applied]))
+    return applied
+
+
+@pytest.mark.emulator
+async def test_a_lagging_kube_proxy_that_puts_a_removed_real_server_back_once_is_not_restarted(
+    operator: Operator,
+) -> None:
+    applied = await _service_removal_verified(operator)
+    # A sync that began before kube-proxy saw DEAD leave writes it back; its next sync removes it.
+    await operator.report(report(3, [LIVE, DEAD], [applied]))
+    assert await operator.restart_attempts() == 0, "not evidence of a stale cache"
+    await operator.report(report(4, [LIVE], [applied]))
+    await operator.sweep_after(5)
+    assert await operator.restart_attempts() == 0
+
+
+@pytest.mark.emulator
+async def test_a_real_server_put_back_after_the_service_flush_is_removed_again_before_any_restart(
+    operator: Operator,
+) -> None:
+    applied = await _service_removal_verified(operator)
+    await operator.report(report(3, [LIVE, DEAD], [applied]))
+    await operator.sweep_after(2)
+    # Back after the Service's removal: a stale real server again, not yet evidence.
+    assert await operator.restart_attempts() == 0
+    intents, _ = await operator.client.list(INTENTS)
+    again = next(i for i in intents if i["spec"]["nodeNames"] == [NODE])
+    assert "RemoveRealServers" in again["spec"]["steps"]
+    # The ladder's own removal, verified, and the real server back once more: a stale cache.
+    applied_again = {**applied, "intent": again["metadata"]["name"], "intentUid": again["metadata"]["uid"]}
+    await operator.report(report(4, [LIVE], [applied, {**applied_again, "verifiedRound": 4}]))
+    assert await operator.restart_attempts() == 0
+    await operator.report(report(5, [LIVE, DEAD], [applied, {**applied_again, "verifiedRound": 4}]))
+    await operator.sweep_after(1)  # the minimum observation, counted from the ladder's removal
+    assert await operator.restart_attempts() > 0, "re-added after the ladder's verified removal"
 
 
 def status(incarnation: str, round_: int) -> NodeProxyHealthStatus:

@@ -68,6 +68,34 @@ class ControlPlane:
     kubeconfig: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
+    @classmethod
+    def attach(cls, described: Path, workdir: Path) -> ControlPlane:
+        """A control plane running elsewhere (``tests.realk8s.serve``), from the file it wrote.
+
+        Nothing is started or stopped here: ``stop`` has no process to end.
+        """
+        info = json.loads(described.read_text())
+        workdir.mkdir(parents=True, exist_ok=True)
+        ca_file = workdir / "apiserver.crt"
+        ca_file.write_text(info["ca"])
+        plane = cls(
+            workdir=workdir,
+            server=str(info["server"]),
+            admin_token=str(info["adminToken"]),
+            ca_file=ca_file,
+            kubeconfig=workdir / "admin.kubeconfig",
+        )
+        plane.write_kubeconfig(plane.kubeconfig, plane.admin_token, "admin")
+        return plane
+
+    def describe(self, server: str | None = None) -> dict[str, str]:
+        """What ``attach`` needs, with ``server`` as the clients will reach it."""
+        return {
+            "server": server or self.server,
+            "adminToken": self.admin_token,
+            "ca": self.ca_file.read_text(),
+        }
+
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
@@ -196,13 +224,16 @@ def running(
     ready_timeout: float = 300.0,
     extra_args: Sequence[str] = (),
     restarts: int = 0,
+    advertise_address: str = "127.0.0.1",
 ) -> Iterator[ControlPlane]:
     """Start etcd and kube-apiserver on free loopback ports; stop both and remove their data on exit.
 
     ``extra_args`` go to kube-apiserver. ``restarts``: how often to start kube-apiserver again
     when it exits before it is ready. On an emulated CPU a post-start hook can run out of its
     fixed time (rbac/bootstrap-roles allows 30 s) and end the process; the next start resumes
-    from what etcd already holds.
+    from what etcd already holds. ``advertise_address``: the address the ``kubernetes`` Service's
+    endpoint names, also written into the serving certificate (beside 127.0.0.1, which it is
+    always valid for): the address at which clients elsewhere (a VM) reach this server.
     """
     own_dir = workdir is None
     work = Path(tempfile.mkdtemp(prefix="proxymedic-k8s-")) if workdir is None else workdir
@@ -248,7 +279,7 @@ def running(
                         str(binaries.kube_apiserver),
                         f"--etcd-servers=http://127.0.0.1:{etcd_port}",
                         "--bind-address=127.0.0.1",
-                        "--advertise-address=127.0.0.1",
+                        f"--advertise-address={advertise_address}",
                         f"--secure-port={api_port}",
                         f"--cert-dir={certs}",
                         f"--token-auth-file={work / 'tokens.csv'}",

@@ -19,10 +19,14 @@ async def test_demo_rollout_loses_no_query_where_proxymedic_can_help() -> None:
     # Without ProxyMedic the drifted node and the stalled one are still failing at the end.
     assert without.stats["node-2"].failing_at_end
     assert without.stats[STALLED].failing_at_end
-    # With it, neither loses a query; the pre-5.9 kernel's first-packet drop is the kernel's.
+    # With it, the drifted node loses no query; the pre-5.9 kernel's first-packet drop is the
+    # kernel's. The stalled node is restarted once kube-proxy's re-add of the dead real server
+    # has lasted the minimum observation (a lagging but healthy kube-proxy re-adds once and
+    # then removes it), and its clients lose what went to that real server meanwhile.
     assert with_pm.stats["node-1"].failed == 0
     assert with_pm.stats["node-2"].failed == 0
-    assert with_pm.stats[STALLED].failed == 0
+    assert not with_pm.stats[STALLED].failing_at_end
+    assert with_pm.stats[STALLED].failed < without.stats[STALLED].failed / 2
     assert with_pm.stats["node-4"].failed <= without.stats["node-4"].failed
     reasons = [e["reason"] for e in with_pm.events]
     assert reasons.count("KubeProxyRestarted") == 1
