@@ -27,7 +27,7 @@ tier lint -- lint
 # is a failure here.
 tier pytest -- .venv/bin/pytest
 tier kernel -- bash scripts/vm/run-kernel-tests.sh
-# etcd and kube-apiserver on this machine, kube-proxy and ProxyMedic in one VM (about 30
+# etcd and kube-apiserver on this machine, kube-proxy and ProxyMedic in one VM (about 25
 # minutes under emulation); exit 77, skipped with the reason, where it cannot run.
 tier cluster -- bash scripts/vm/run-cluster-tests.sh
 
