@@ -190,7 +190,10 @@ class MaintenanceWindow(ApiModel):
 
 
 class HourlyBudget(ApiModel):
-    """How many remediations may run in any sliding hour, per node and across the cluster."""
+    """How many actions of each kind may run in any sliding hour, per node and across the cluster.
+
+    Each kind of action (a kube-proxy restart, a sysctl fix, a flush...) has a budget of its own.
+    """
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -217,7 +220,13 @@ class Guardrails(ApiModel):
     paused: StrictBool = Field(
         default=False, description="Decide nothing; also set by the proxymedic.io/paused annotation."
     )
-    node_cooldown: Annotated[Duration, DurationBounds("0s", "24h")] = timedelta(minutes=5)
+    node_cooldown: Annotated[Duration, DurationBounds("0s", "24h")] = Field(
+        default=timedelta(minutes=5),
+        description=(
+            "Least time between two actions of the same kind on one node, whichever policy ran the "
+            "first; flushes and real-server removals have none."
+        ),
+    )
     hourly_budget: HourlyBudget = Field(default_factory=HourlyBudget)
     max_concurrent_kube_proxy_restarts: CountOrPercent = 1
     anomaly_threshold_percent: Annotated[Percent, Field(ge=1)] = Field(

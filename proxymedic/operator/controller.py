@@ -240,8 +240,17 @@ class Controller:
     def guard(
         self, policy: ProxyHealthPolicy, proposal: Proposal, view: ClusterView | None = None
     ) -> Verdict:
-        entry = self.cluster.policies[policy.metadata.name]
-        return evaluate(policy, proposal, entry.history, view or self.cluster_view(policy), self.now())
+        name = policy.metadata.name
+        entry = self.cluster.policies[name]
+        others = [r for other, e in self.cluster.policies.items() if other != name for r in e.history]
+        return evaluate(
+            policy,
+            proposal,
+            entry.history,
+            view or self.cluster_view(policy),
+            self.now(),
+            other_policies=others,
+        )
 
     async def hold(
         self, policy: ProxyHealthPolicy, proposal: Proposal, verdict: Verdict, subject: ObjectRef

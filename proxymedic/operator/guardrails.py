@@ -10,10 +10,16 @@ Actions differ in how much they can hurt, and the rules that apply follow from t
   belongs to dead backends. A CoreDNS rollout produces several in a few seconds, so they are
   bounded by the cluster budget but never by a node cooldown or a maintenance window.
 * **tuning** actions (IPVS UDP timeout, sysctls) change node settings: the node cooldown and
-  the per-node budget apply, counting the node's tuning and disruptive actions.
+  the per-node budget apply.
 * **disruptive** actions (kube-proxy restart, conntrack max raise) additionally need a
   maintenance window when the policy lists any, the minimum observation time, the
   concurrency limit, and a quiet anomaly breaker.
+
+Cooldowns and budgets count each kind of action on its own: a sysctl fix never delays the
+restart a stalled kube-proxy needs, and a restart never spends the budget a flush or a sysctl
+fix needs. A node's cooldown and per-node budget count what every policy did to the node (two
+policies selecting one node do not restart its kube-proxy back to back); the cluster budget
+counts the policy's own actions.
 """
 
 from __future__ import annotations
@@ -147,9 +153,9 @@ def _count_since(history: Iterable[ActionRecord], since: datetime) -> int:
     return sum(1 for record in history if record.at > since)
 
 
-def _node_history(history: Iterable[ActionRecord], node: str) -> list[ActionRecord]:
-    """The node's tuning and disruptive actions: what its cooldown and budget count."""
-    return [r for r in history if r.node == node and IMPACT[r.kind] is not Impact.RESTORATIVE]
+def _same_kind_on(history: Iterable[ActionRecord], kind: ActionKind, node: str) -> list[ActionRecord]:
+    """The node's earlier actions of this kind: what its cooldown and budget count."""
+    return [r for r in history if r.node == node and r.kind is kind]
 
 
 def evaluate(
@@ -158,11 +164,15 @@ def evaluate(
     history: Sequence[ActionRecord],
     cluster: ClusterView,
     now: datetime,
+    *,
+    other_policies: Sequence[ActionRecord] = (),
 ) -> Verdict:
     """Allow, allow as dry-run, or hold ``proposal``; the first rule that holds wins.
 
-    The order puts the rules a user sets on purpose (pause, disabled action, windows) before
-    the ones that protect the cluster (observation, cooldown, budgets, concurrency, breaker).
+    ``history`` is what the policy did; ``other_policies`` what the other policies did, which
+    only the node rules count. The order puts the rules a user sets on purpose (pause, disabled
+    action, windows) before the ones that protect the cluster (observation, cooldown, budgets,
+    concurrency, breaker).
     """
     guard = policy.spec.guardrails
     kind, node = proposal.kind, proposal.node
@@ -190,27 +200,26 @@ def evaluate(
             )
 
     if impact is not Impact.RESTORATIVE and node is not None:
-        node_history = _node_history(history, node)
+        node_history = _same_kind_on([*history, *other_policies], kind, node)
         last = max((r.at for r in node_history), default=None)
         if last is not None and now - last < guard.node_cooldown:
             return Verdict.hold(
                 HoldRule.NODE_COOLDOWN,
-                f"{kind}{where}: last action {format_elapsed(now - last)} ago, "
+                f"{kind}{where}: the previous one ran {format_elapsed(now - last)} ago, "
                 f"cooldown is {format_duration(guard.node_cooldown)}",
             )
         node_count = _count_since(node_history, now - HOUR)
         if node_count >= guard.hourly_budget.per_node:
             return Verdict.hold(
                 HoldRule.NODE_BUDGET,
-                f"{kind}{where}: {node_count} actions in the last hour, "
-                f"budget is {guard.hourly_budget.per_node}",
+                f"{kind}{where}: {node_count} in the last hour, budget is {guard.hourly_budget.per_node}",
             )
 
-    cluster_count = _count_since(history, now - HOUR)
+    cluster_count = _count_since((r for r in history if r.kind is kind), now - HOUR)
     if cluster_count >= guard.hourly_budget.per_cluster:
         return Verdict.hold(
             HoldRule.CLUSTER_BUDGET,
-            f"{kind}{where}: {cluster_count} actions in the cluster in the last hour, "
+            f"{kind}{where}: {cluster_count} in the cluster in the last hour, "
             f"budget is {guard.hourly_budget.per_cluster}",
         )
 

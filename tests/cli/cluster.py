@@ -246,7 +246,7 @@ def events() -> list[JsonObject]:
             "Node",
             "node-3",
             12,
-            "NodeCooldown: RestartKubeProxy on node node-3: last action 1m23s ago, cooldown is 5m "
+            "NodeCooldown: RestartKubeProxy on node node-3: the previous one ran 1m23s ago, cooldown is 5m "
             "[policy coredns]",
         ),
         event(

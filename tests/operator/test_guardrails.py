@@ -110,19 +110,45 @@ CASES = [
         "tuning-in-cooldown",
         Proposal(TIMEOUT, "n1"),
         HoldRule.NODE_COOLDOWN,
-        history=[ActionRecord(ActionKind.ENFORCE_SYSCTLS, ago(minutes=1), "n1")],
+        history=[ActionRecord(TIMEOUT, ago(minutes=1), "n1")],
     ),
     Case(
         "tuning-after-cooldown",
         Proposal(TIMEOUT, "n1"),
         None,
-        history=[ActionRecord(ActionKind.ENFORCE_SYSCTLS, ago(minutes=6), "n1")],
+        history=[ActionRecord(TIMEOUT, ago(minutes=6), "n1")],
     ),
     Case(
         "cooldown-is-per-node",
         Proposal(TIMEOUT, "n2"),
         None,
+        history=[ActionRecord(TIMEOUT, ago(minutes=1), "n1")],
+    ),
+    Case(
+        # Each kind of action has its own cooldown: a sysctl fix never delays the restart a
+        # stalled kube-proxy needs, nor a restart the sysctl fix.
+        "cooldown-is-per-kind",
+        Proposal(TIMEOUT, "n1"),
+        None,
         history=[ActionRecord(ActionKind.ENFORCE_SYSCTLS, ago(minutes=1), "n1")],
+    ),
+    Case(
+        "restart-ignores-a-sysctl-fix",
+        Proposal(RESTART, "n1", OBSERVED),
+        None,
+        history=[ActionRecord(ActionKind.ENFORCE_SYSCTLS, ago(seconds=5), "n1")],
+    ),
+    Case(
+        "sysctl-fix-ignores-a-restart",
+        Proposal(ActionKind.ENFORCE_SYSCTLS, "n1"),
+        None,
+        history=[ActionRecord(RESTART, ago(seconds=5), "n1")],
+    ),
+    Case(
+        "restart-in-cooldown-of-a-restart",
+        Proposal(RESTART, "n1", OBSERVED),
+        HoldRule.NODE_COOLDOWN,
+        history=[ActionRecord(RESTART, ago(minutes=1), "n1")],
     ),
     Case(
         "restart-right-after-rs-removal",
@@ -156,6 +182,21 @@ CASES = [
         HoldRule.CLUSTER_BUDGET,
         make_policy({"hourlyBudget": {"perNode": 1, "perCluster": 3}}),
         history=[ActionRecord(FLUSH, ago(minutes=m)) for m in (5, 15, 25)],
+    ),
+    Case(
+        # A rollout's many flushes never spend the budget a restart needs.
+        "restart-budget-is-not-spent-by-flushes",
+        Proposal(RESTART, "n1", OBSERVED),
+        None,
+        make_policy({"hourlyBudget": {"perNode": 1, "perCluster": 3}}),
+        history=[ActionRecord(FLUSH, ago(minutes=m)) for m in (5, 15, 25)],
+    ),
+    Case(
+        "flush-budget-is-not-spent-by-restarts",
+        Proposal(FLUSH),
+        None,
+        make_policy({"nodeCooldown": "0s", "hourlyBudget": {"perNode": 3, "perCluster": 3}}),
+        history=[ActionRecord(RESTART, ago(minutes=m), f"n{m}") for m in (5, 15, 25)],
     ),
     Case(
         "max-concurrent-count",
@@ -220,6 +261,18 @@ def test_guardrail_table(case: Case) -> None:
     assert verdict.dry_run == case.dry_run
     if case.rule is not None:
         assert verdict.message, "every hold explains itself"
+
+
+def test_a_restart_by_another_policy_counts_for_the_node_not_for_the_cluster_budget() -> None:
+    """Two policies selecting one node do not restart its kube-proxy back to back."""
+    spec = make_policy({"hourlyBudget": {"perNode": 1, "perCluster": 1}})
+    theirs = [ActionRecord(RESTART, ago(minutes=1), "n1")]
+    view = ClusterView(10)
+    held = evaluate(spec, Proposal(RESTART, "n1", OBSERVED), [], view, NOW, other_policies=theirs)
+    assert held.rule is HoldRule.NODE_COOLDOWN
+    assert "the previous one ran 1m ago" in held.message
+    elsewhere = evaluate(spec, Proposal(RESTART, "n2", OBSERVED), [], view, NOW, other_policies=theirs)
+    assert elsewhere.allowed
 
 
 @pytest.mark.parametrize(

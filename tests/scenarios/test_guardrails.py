@@ -67,9 +67,7 @@ async def test_cluster_budget_holds_the_second_flush() -> None:
         await wait_for_events(w, "StaleConnectionsFlushed")
         await w.terminate_backend(OLD[1], lameduck=0.2)
         held = await wait_for_events(w, "RemediationHeld")
-        assert held[0]["message"].startswith(
-            "ClusterHourlyBudget: FlushStaleBackends: 1 actions in the cluster"
-        )
+        assert held[0]["message"].startswith("ClusterHourlyBudget: FlushStaleBackends: 1 in the cluster")
         assert "budget is 1" in held[0]["message"]
         assert not any(has_state_of(w, node, OLD[0]) for node in w.nodes)
         assert all(has_state_of(w, node, OLD[1]) for node in w.nodes)
@@ -84,7 +82,9 @@ async def test_node_cooldown_holds_a_second_tuning_action() -> None:
         await eventually(lambda: model.read("net.ipv4.vs.expire_nodest_conn") == 1)
         model.write("net.ipv4.vs.expire_quiescent_template", 0)  # something resets another sysctl
         held = await wait_for_events(w, "RemediationHeld")
-        assert held[0]["message"].startswith("NodeCooldown: EnforceSysctls on node node-1: last action")
+        assert held[0]["message"].startswith(
+            "NodeCooldown: EnforceSysctls on node node-1: the previous one ran"
+        )
         assert "cooldown is 1h" in held[0]["message"]
         assert held[0]["involvedObject"] == {
             "apiVersion": "v1",
