@@ -81,6 +81,13 @@ class ServiceEndpoints:
     """All slices of one Service."""
 
     slices: dict[str, SliceState] = field(default_factory=dict)
+    remembered_ports: dict[str, int] = field(default_factory=dict)
+    """The port numbers earlier slices gave: when the last backend leaves, the slices list no
+    ports, and the dead backends' real servers still listen on the numbers they had."""
+
+    def remember_ports(self) -> None:
+        """Called before the slices change, so the numbers they gave outlive them."""
+        self.remembered_ports |= self._current_ports()
 
     def in_use(self) -> frozenset[str]:
         """The backends kube-proxy programs: the ready ones, else the serving terminating ones."""
@@ -93,9 +100,13 @@ class ServiceEndpoints:
         """Every address any slice lists, in use or not: never to be touched as dead."""
         return frozenset().union(*(s.ready | s.serving_terminating for s in self.slices.values()))
 
-    def endpoint_ports(self) -> dict[str, int]:
-        """Service port name → the port endpoints listen on (the IPVS real server port)."""
+    def _current_ports(self) -> dict[str, int]:
         return {port.name: port.port for state in self.slices.values() for port in state.ports}
+
+    def endpoint_ports(self) -> dict[str, int]:
+        """Service port name → the port endpoints listen on (the IPVS real server port): what the
+        slices give now, else what they gave before."""
+        return self.remembered_ports | self._current_ports()
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,7 @@ class Cluster:
         endpoints = self.endpoints.setdefault(ref, ServiceEndpoints())
         spec = None if deleted else parse_slice_spec(raw)
         before = endpoints.in_use()
+        endpoints.remember_ports()
         if deleted:
             endpoints.slices.pop(name, None)
         else:

@@ -1,0 +1,90 @@
+"""A named target port still resolves when the Service's last backend leaves.
+
+The EndpointSlice controller writes a slice with no endpoints and no ports once a Service has no
+backends; the dead backends' real servers still listen on the number the earlier slices gave.
+The operator (the real controller, the API emulator standing in for the API server) must issue
+the flush intent with that number, not skip it for want of one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import yaml
+
+from proxymedic.emulator.runner import serve
+from proxymedic.kube.client import Connection, KubeClient
+from proxymedic.kube.events import EventRecorder
+from proxymedic.kube.resources import INTENTS
+from proxymedic.operator.controller import Controller
+from tests.contract.test_crd_parity import CRDS
+
+pytestmark = pytest.mark.emulator
+
+DEAD = "10.244.1.5"
+POLICY: dict[str, Any] = {
+    "apiVersion": "proxymedic.io/v1alpha1",
+    "kind": "ProxyHealthPolicy",
+    "metadata": {"name": "dns"},
+    "spec": {
+        "services": {"namespaces": ["apps"], "labelSelector": {"matchLabels": {"app": "dns"}}},
+        "actions": {"flushStaleConnections": {"enabled": True}},
+    },
+}
+SERVICE: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "dns", "namespace": "apps", "uid": "svc-1", "labels": {"app": "dns"}},
+    "spec": {
+        "clusterIP": "10.96.7.7",
+        "clusterIPs": ["10.96.7.7"],
+        "ports": [{"name": "dns", "protocol": "UDP", "port": 53, "targetPort": "dns"}],
+    },
+}
+
+
+def dns_slice(endpoints: list[str], ports: list[dict[str, Any]], version: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "dns-abcde",
+            "namespace": "apps",
+            "resourceVersion": version,
+            "labels": {"kubernetes.io/service-name": "dns"},
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in endpoints],
+        "ports": ports,
+    }
+
+
+@pytest.fixture
+async def controller() -> AsyncIterator[tuple[Controller, KubeClient]]:
+    async with serve() as api:
+        for path in sorted(CRDS.glob("*.yaml")):
+            api.register_crd(yaml.safe_load(path.read_text()))
+        async with KubeClient(Connection(server=str(api.url).rstrip("/"))) as client:
+            recorder = EventRecorder(client, "proxymedic-operator", "test")
+            ctl = Controller(client, recorder, clock=lambda: datetime(2030, 1, 1, tzinfo=UTC))
+            await ctl.policy_event("ADDED", POLICY)
+            ctl.service_event("ADDED", SERVICE)
+            yield ctl, client
+
+
+async def test_the_last_backend_leaving_is_flushed_on_the_port_it_listened_on(
+    controller: tuple[Controller, KubeClient],
+) -> None:
+    ctl, client = controller
+    ctl.slice_event("ADDED", dns_slice([DEAD], [{"name": "dns", "protocol": "UDP", "port": 5353}], "1"))
+    await ctl.drain()
+    ctl.slice_event("MODIFIED", dns_slice([], [], "2"))  # what the controller writes for no backends
+    await ctl.drain()
+    intents, _ = await client.list(INTENTS)
+    assert len(intents) == 1
+    spec = intents[0]["spec"]
+    assert spec["deadBackends"] == [DEAD]
+    assert spec["service"]["ports"] == [{"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 5353}]
