@@ -112,6 +112,24 @@ class Controller:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)
 
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop deciding, before the loop and the API client go away.
+
+        Coalescing timers are dropped (the next operator judges those Services from its first
+        list); decisions in flight get ``grace`` seconds to finish, so an intent is not left half
+        written, then are cancelled. Without this a decision could outlive the client it writes
+        with, or be destroyed unrun when the loop closes.
+        """
+        for handle in self._pending.values():
+            handle.cancel()
+        self._pending.clear()
+        if not self._tasks:
+            return
+        _, unfinished = await asyncio.wait(list(self._tasks), timeout=grace)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+
     async def drain(self) -> None:
         """Wait for decisions in flight (tests and shutdown)."""
         while self._pending or self._tasks:

@@ -176,14 +176,17 @@ async def run_operator(
         register(registry, controller, options)
         if controller_ready is not None:
             controller_ready(controller)
-        await kopf.operator(
-            registry=registry,
-            clusterwide=True,
-            standalone=options.standalone,
-            # A peering name makes the peering CRD mandatory: only when peering is wanted.
-            peering_name=None if options.standalone else options.peering_name,
-            priority=options.priority,
-            liveness_endpoint=options.liveness_endpoint,
-            stop_flag=stop,
-            ready_flag=ready,
-        )
+        try:
+            await kopf.operator(
+                registry=registry,
+                clusterwide=True,
+                standalone=options.standalone,
+                # A peering name makes the peering CRD mandatory: only when peering is wanted.
+                peering_name=None if options.standalone else options.peering_name,
+                priority=options.priority,
+                liveness_endpoint=options.liveness_endpoint,
+                stop_flag=stop,
+                ready_flag=ready,
+            )
+        finally:
+            await controller.close()

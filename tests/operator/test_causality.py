@@ -122,6 +122,7 @@ async def operator() -> AsyncIterator[Operator]:
                 {"metadata": {"name": NODE, "uid": "uid-1", "labels": {}}}, deleted=False
             )
             yield Operator(controller, NodeRepairs(controller), client, clock)
+            await controller.close()
 
 
 @pytest.mark.emulator

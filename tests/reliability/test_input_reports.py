@@ -91,6 +91,7 @@ async def operator() -> AsyncIterator[Operator]:
             controller.cluster.set_node({"metadata": {"name": "node-gone", "uid": "uid-gone"}}, deleted=False)
             controller.cluster.set_node({"metadata": {"name": "node-gone"}}, deleted=True)
             yield Operator(controller, repairs, client)
+            await controller.close()
 
 
 async def test_the_evidence_alone_causes_actions(operator: Operator) -> None:

@@ -1,4 +1,6 @@
-"""A named target port still resolves when the Service's last backend leaves.
+"""The controller's handling of EndpointSlice changes: named ports, and what is pending at shutdown.
+
+A named target port still resolves when the Service's last backend leaves.
 
 The EndpointSlice controller writes a slice with no endpoints and no ports once a Service has no
 backends; the dead backends' real servers still listen on the number the earlier slices gave.
@@ -8,6 +10,7 @@ the flush intent with that number, not skip it for want of one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +76,7 @@ async def controller() -> AsyncIterator[tuple[Controller, KubeClient]]:
             await ctl.policy_event("ADDED", POLICY)
             ctl.service_event("ADDED", SERVICE)
             yield ctl, client
+            await ctl.close()
 
 
 async def test_the_last_backend_leaving_is_flushed_on_the_port_it_listened_on(
@@ -88,3 +92,24 @@ async def test_the_last_backend_leaving_is_flushed_on_the_port_it_listened_on(
     spec = intents[0]["spec"]
     assert spec["deadBackends"] == [DEAD]
     assert spec["service"]["ports"] == [{"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 5353}]
+
+
+async def test_closing_drops_pending_decisions_and_finishes_those_in_flight(
+    controller: tuple[Controller, KubeClient],
+) -> None:
+    """A slice change just before shutdown leaves no timer to fire and no task to be destroyed unrun
+    when the loop closes (it surfaced as 'coroutine evaluate_service was never awaited')."""
+    ctl, _ = controller
+    ctl.slice_event("ADDED", dns_slice([DEAD], [{"name": "dns", "protocol": "UDP", "port": 5353}], "1"))
+    assert ctl._pending
+    ran = asyncio.Event()
+
+    async def decision() -> None:
+        await asyncio.sleep(0)
+        ran.set()
+
+    ctl.spawn(decision())
+    await ctl.close()
+    assert not ctl._pending
+    assert not ctl._tasks
+    assert ran.is_set()
