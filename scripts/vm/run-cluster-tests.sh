@@ -18,7 +18,7 @@
 #   API server's and etcd's under plane/).
 # Environment: VENV (default <repo>/.venv), VM_CACHE (default <repo>/.cache/vm),
 #   VM_RWDIR (default <repo>/.cache/cluster-results), VM_MEMORY (default 3G), VM_CPUS
-#   (default 2), VM_TIMEOUT seconds for the whole VM run (default 2700), VM_ACCEL and
+#   (default 2), VM_TIMEOUT seconds for the whole VM run (default 3300), VM_ACCEL and
 #   VM_PROBE_TIMEOUT as for run-kernel-tests.sh; PROXYMEDIC_K8S_BIN_DIR or
 #   PROXYMEDIC_K8S_XZ_DIR: where kube-apiserver and kube-proxy are (tests/realk8s/binaries.py).
 set -uo pipefail
@@ -70,7 +70,7 @@ echo "run-cluster-tests: kube-apiserver ready on the host after $(($(date +%s) -
 
 start=$(date +%s)
 "$VENV/bin/python" -m compileall -q -j0 "$REPO/proxymedic" "$REPO/tests" >/dev/null 2>&1 || true
-timeout "${VM_TIMEOUT:-2700}" "${VNG[@]}" "${ACCEL[@]}" --network user --no-dhcp --verbose \
+timeout "${VM_TIMEOUT:-3300}" "${VNG[@]}" "${ACCEL[@]}" --network user --no-dhcp --verbose \
     --memory "${VM_MEMORY:-3G}" --cpus "${VM_CPUS:-2}" --rwdir "$RWDIR" -- "$GUEST" 2>&1 \
     | vm_console_filter
 vng_rc=${PIPESTATUS[0]}
@@ -79,7 +79,7 @@ echo "run-cluster-tests: VM wall time $((end - start)) s"
 
 if [[ ! -f "$RWDIR/exit-code" ]]; then
     if [[ -f "$RWDIR/guest.log" ]]; then
-        echo "run-cluster-tests: FAILED: the tests did not finish within VM_TIMEOUT=${VM_TIMEOUT:-2700} s (vng exit $vng_rc)"
+        echo "run-cluster-tests: FAILED: the tests did not finish within VM_TIMEOUT=${VM_TIMEOUT:-3300} s (vng exit $vng_rc)"
         exit 1
     fi
     skip "the VM did not boot (vng exit $vng_rc)"

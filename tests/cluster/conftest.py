@@ -80,7 +80,17 @@ def _node_report(plane: ControlPlane) -> Any:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def plane(tmp_path_factory: pytest.TempPathFactory) -> ControlPlane:
+    """The API server on the host (tests.realk8s.serve, started by run-cluster-tests.sh): it
+    starts there in seconds, where on the VM's emulated CPU it took minutes and then competed
+    with kube-proxy and ProxyMedic for the VM's CPUs."""
+    plane = ControlPlane.attach(Path(os.environ["PROXYMEDIC_CLUSTER_PLANE"]), tmp_path_factory.mktemp("k8s"))
+    print(f"cluster: the API server on the host is {plane.server}")
+    return plane
+
+
+@pytest.fixture(scope="session")
+def cluster(plane: ControlPlane) -> Iterator[Cluster]:
     found = binaries.find(need_proxy=True)
     assert found.kube_proxy is not None
     work = Path(tempfile.mkdtemp(prefix="proxymedic-cluster-"))
@@ -88,11 +98,6 @@ def cluster() -> Iterator[Cluster]:
     netlab.cleanup_namespaces()
     netlab.prepare_node()
     started = time.monotonic()
-    # The API server runs on the host (tests.realk8s.serve, started by run-cluster-tests.sh): it
-    # starts there in seconds, where on the VM's emulated CPU it took minutes and then competed
-    # with kube-proxy and ProxyMedic for the VM's CPUs.
-    plane = ControlPlane.attach(Path(os.environ["PROXYMEDIC_CLUSTER_PLANE"]), work / "k8s")
-    print(f"cluster: the API server on the host is {plane.server}")
     plane.apply(harness.base_objects())
     # The node's address, as a kubelet reports it: kube-proxy waits 30 s for one otherwise.
     status, body = plane.request(

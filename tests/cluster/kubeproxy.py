@@ -31,13 +31,14 @@ IMAGE = "registry.k8s.io/kube-proxy:v1.36.1"
 
 
 class Relay:
-    """A TCP relay from a loopback port to the API server. ``blackhole`` makes the connections
-    open at that moment swallow every byte both ways while staying open, as a dead network path
-    does; connections made afterwards (a restarted kube-proxy's) pass."""
+    """A TCP relay from a local port (on loopback unless ``listen`` names another of the node's
+    addresses) to the API server. ``blackhole`` makes the connections open at that moment
+    swallow every byte both ways while staying open, as a dead network path does; connections
+    made afterwards (a restarted kube-proxy's) pass."""
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: tuple[str, int], listen: str = "127.0.0.1") -> None:
         self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server((listen, 0))
         self.port = int(self.listener.getsockname()[1])
         self._closed = False
         self._lock = threading.Lock()
