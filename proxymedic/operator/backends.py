@@ -84,10 +84,39 @@ class ServiceEndpoints:
     remembered_ports: dict[str, int] = field(default_factory=dict)
     """The port numbers earlier slices gave: when the last backend leaves, the slices list no
     ports, and the dead backends' real servers still listen on the numbers they had."""
+    backend_ports: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Backend → the port numbers of the slice that listed it. Slices of one Service may give a
+    port name different numbers (pods of a rollout that changes the container port): each
+    backend's real servers listen on its own slice's."""
 
-    def remember_ports(self) -> None:
-        """Called before the slices change, so the numbers they gave outlive them."""
+    def remember_ports(self, keep: Iterable[str] = ()) -> None:
+        """Called before the slices change, so the numbers they gave outlive them. ``keep``: the
+        backends whose numbers are still wanted besides those listed now (the ones in use at the
+        last decision, which may be about to be judged dead)."""
         self.remembered_ports |= self._current_ports()
+        for state in self.slices.values():
+            numbers = {port.name: port.port for port in state.ports}
+            for address in state.ready | state.serving_terminating:
+                self.backend_ports[address] = numbers
+        wanted = self.known() | frozenset(keep)
+        for address in [a for a in self.backend_ports if a not in wanted]:
+            del self.backend_ports[address]
+
+    def ports_of(self, backends: Iterable[str]) -> dict[str, int]:
+        """The port numbers the backends' real servers listen on: their slices', else the Service's."""
+        numbers = self.endpoint_ports()
+        for address in backends:
+            numbers |= self.backend_ports.get(address, {})
+        return numbers
+
+    def by_ports(self, backends: Iterable[str]) -> list[tuple[dict[str, int], frozenset[str]]]:
+        """The backends grouped by the port numbers their real servers listen on (one group, but
+        where slices gave one port name different numbers)."""
+        groups: dict[tuple[tuple[str, int], ...], set[str]] = {}
+        for address in sorted(backends):
+            numbers = self.ports_of([address])
+            groups.setdefault(tuple(sorted(numbers.items())), set()).add(address)
+        return [(dict(key), frozenset(members)) for key, members in groups.items()]
 
     def in_use(self) -> frozenset[str]:
         """The backends kube-proxy programs: the ready ones, else the serving terminating ones."""

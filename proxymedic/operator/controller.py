@@ -216,19 +216,14 @@ class Controller:
         if not dead or policy is None or service is None:
             return
         now = self.now()
-        draft = plan_backend_flush(
-            policy,
-            service,
-            endpoints.endpoint_ports(),
-            frozenset(dead),
-            live,
-            now,
-            ttl=self.settings.intent_ttl,
-        )
-        if draft is None:
-            return
         subject = ObjectRef("v1", "Service", ref.name, ref.namespace, service.uid)
-        await self.issue(policy, draft, Proposal(ActionKind.FLUSH_STALE_BACKENDS), subject, service=ref)
+        # One intent per set of port numbers: an intent names one real-server port per Service port.
+        for ports, group in endpoints.by_ports(dead):
+            draft = plan_backend_flush(policy, service, ports, group, live, now, ttl=self.settings.intent_ttl)
+            if draft is not None:
+                await self.issue(
+                    policy, draft, Proposal(ActionKind.FLUSH_STALE_BACKENDS), subject, service=ref
+                )
 
     async def _supersede(self, ref: ServiceRef, live: frozenset[str]) -> None:
         """Delete open intents that call a backend dead which is live again (its IP came back)."""

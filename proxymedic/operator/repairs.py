@@ -280,7 +280,7 @@ class NodeRepairs:
         return plan_backend_flush(
             policy,
             service,
-            endpoints.endpoint_ports(),
+            endpoints.ports_of([step.finding.backend]),
             frozenset({step.finding.backend}),
             endpoints.in_use(),
             now,

@@ -149,7 +149,7 @@ class Cluster:
         endpoints = self.endpoints.setdefault(ref, ServiceEndpoints())
         spec = None if deleted else parse_slice_spec(raw)
         before = endpoints.in_use()
-        endpoints.remember_ports()
+        endpoints.remember_ports(keep=self.acted.get(ref, frozenset()))
         if deleted:
             endpoints.slices.pop(name, None)
         else:

@@ -49,12 +49,14 @@ SERVICE: dict[str, Any] = {
 }
 
 
-def dns_slice(endpoints: list[str], ports: list[dict[str, Any]], version: str) -> dict[str, Any]:
+def dns_slice(
+    endpoints: list[str], ports: list[dict[str, Any]], version: str, name: str = "dns-abcde"
+) -> dict[str, Any]:
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {
-            "name": "dns-abcde",
+            "name": name,
             "namespace": "apps",
             "resourceVersion": version,
             "labels": {"kubernetes.io/service-name": "dns"},
@@ -92,6 +94,47 @@ async def test_the_last_backend_leaving_is_flushed_on_the_port_it_listened_on(
     spec = intents[0]["spec"]
     assert spec["deadBackends"] == [DEAD]
     assert spec["service"]["ports"] == [{"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 5353}]
+
+
+def dns_port(number: int) -> list[dict[str, Any]]:
+    return [{"name": "dns", "protocol": "UDP", "port": number}]
+
+
+def target_ports(intents: list[dict[str, Any]]) -> dict[str, int]:
+    """Dead backend → the real-server port its intent names."""
+    return {
+        backend: intent["spec"]["service"]["ports"][0]["targetPort"]
+        for intent in intents
+        for backend in intent["spec"]["deadBackends"]
+    }
+
+
+async def test_each_dead_backend_is_flushed_on_the_port_its_own_slice_gave(
+    controller: tuple[Controller, KubeClient],
+) -> None:
+    """A rollout that moves the container port: the old pods' slice says 53, the new pods' 5353.
+    Each dead backend's real servers listen on its own slice's number."""
+    ctl, client = controller
+    old, old2, new = DEAD, "10.244.1.6", "10.244.2.9"
+    ctl.slice_event("ADDED", dns_slice([old, old2], dns_port(53), "1", name="dns-old"))
+    ctl.slice_event("ADDED", dns_slice([new], dns_port(5353), "2", name="dns-new"))
+    await ctl.drain()
+    ctl.slice_event("MODIFIED", dns_slice([old2], dns_port(53), "3", name="dns-old"))
+    await ctl.drain()
+    ctl.slice_event("MODIFIED", dns_slice([], [], "4", name="dns-old"))  # the last old pod leaves
+    await ctl.drain()
+    intents, _ = await client.list(INTENTS)
+    assert target_ports(intents) == {old: 53, old2: 53}
+    # An old and a new pod die at once: one intent per port number.
+    old3 = "10.244.1.7"
+    ctl.slice_event("MODIFIED", dns_slice([old3], dns_port(53), "5", name="dns-old"))
+    await ctl.drain()
+    ctl.slice_event("MODIFIED", dns_slice([], [], "6", name="dns-old"))
+    ctl.slice_event("MODIFIED", dns_slice([], [], "7", name="dns-new"))
+    await ctl.drain()
+    intents, _ = await client.list(INTENTS)
+    assert target_ports(intents) == {old: 53, old2: 53, old3: 53, new: 5353}
+    assert len(intents) == 4
 
 
 async def test_closing_drops_pending_decisions_and_finishes_those_in_flight(
