@@ -9,6 +9,7 @@ not watch are dropped here, so the rules in ``ipvs.py`` see only what kube-proxy
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -28,17 +29,25 @@ class Family(enum.StrEnum):
 
     @classmethod
     def of(cls, address: str) -> Family:
-        return cls.IPV6 if ipaddress.ip_address(address).version == 6 else cls.IPV4
+        return cls.IPV6 if ":" in address else cls.IPV4
 
 
 def canonical_ip(raw: Any) -> str | None:
     """The address in canonical form (``FD00::A`` → ``fd00::a``), None if it is not one."""
+    return _canonical(str(raw).strip())
+
+
+# The same few thousand addresses are parsed on every change of every Service, for every node
+# judged: parsing dominated the operator's judgement of a rollout. Bounded caches.
+@functools.lru_cache(maxsize=65536)
+def _canonical(text: str) -> str | None:
     try:
-        return str(ipaddress.ip_address(str(raw).strip()))
+        return str(ipaddress.ip_address(text))
     except ValueError:
         return None
 
 
+@functools.lru_cache(maxsize=65536)
 def ip_sort_key(address: str) -> tuple[int, int]:
     """IPv4 before IPv6, then numerically: the order ``ipvsadm -Ln`` readers expect."""
     ip = ipaddress.ip_address(address)
