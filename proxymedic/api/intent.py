@@ -17,6 +17,7 @@ from pydantic import ConfigDict, Field, StrictBool, model_validator
 
 from proxymedic.api.meta import Condition, LabelSelector, ObjectMeta
 from proxymedic.api.policy import ServiceProtocol
+from proxymedic.api.sysctls import ALLOWED_SYSCTLS
 from proxymedic.api.types import (
     ApiModel,
     IPAddressStr,
@@ -56,13 +57,6 @@ class FlushStep(enum.StrEnum):
 
 
 SERVICE_ACTIONS = (IntentAction.FLUSH_STALE_BACKENDS,)
-
-# Sysctls an intent may set: the agent refuses any other name.
-ALLOWED_SYSCTLS = (
-    "net.ipv4.vs.expire_nodest_conn",
-    "net.ipv4.vs.expire_quiescent_template",
-    "net.netfilter.nf_conntrack_max",
-)
 
 
 class ServicePort(ApiModel):

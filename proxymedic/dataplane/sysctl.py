@@ -13,27 +13,35 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from proxymedic.api.sysctls import (
+    CONNTRACK_SYSCTLS,
+    EXPIRE_NODEST_CONN,
+    EXPIRE_QUIESCENT_TEMPLATE,
+    IPVS_SYSCTLS,
+    NF_CONNTRACK_COUNT,
+    NF_CONNTRACK_MAX,
+    NF_CONNTRACK_UDP_TIMEOUT,
+    NF_CONNTRACK_UDP_TIMEOUT_STREAM,
+    VS_CONNTRACK,
+)
 from proxymedic.dataplane.types import (
     DataplaneError,
     DataplanePermissionError,
     DataplaneUnavailableError,
 )
 
-EXPIRE_NODEST_CONN = "net.ipv4.vs.expire_nodest_conn"
-EXPIRE_QUIESCENT_TEMPLATE = "net.ipv4.vs.expire_quiescent_template"
-VS_CONNTRACK = "net.ipv4.vs.conntrack"
-NF_CONNTRACK_MAX = "net.netfilter.nf_conntrack_max"
-NF_CONNTRACK_COUNT = "net.netfilter.nf_conntrack_count"
-NF_CONNTRACK_UDP_TIMEOUT = "net.netfilter.nf_conntrack_udp_timeout"
-NF_CONNTRACK_UDP_TIMEOUT_STREAM = "net.netfilter.nf_conntrack_udp_timeout_stream"
-
-IPVS_SYSCTLS = (EXPIRE_NODEST_CONN, EXPIRE_QUIESCENT_TEMPLATE, VS_CONNTRACK)
-CONNTRACK_SYSCTLS = (
-    NF_CONNTRACK_MAX,
-    NF_CONNTRACK_COUNT,
-    NF_CONNTRACK_UDP_TIMEOUT,
-    NF_CONNTRACK_UDP_TIMEOUT_STREAM,
-)
+# The names live in the contract (proxymedic.api.sysctls); the dataplane's users find them here too.
+__all__ = [
+    "CONNTRACK_SYSCTLS",
+    "EXPIRE_NODEST_CONN",
+    "EXPIRE_QUIESCENT_TEMPLATE",
+    "IPVS_SYSCTLS",
+    "NF_CONNTRACK_COUNT",
+    "NF_CONNTRACK_MAX",
+    "NF_CONNTRACK_UDP_TIMEOUT",
+    "NF_CONNTRACK_UDP_TIMEOUT_STREAM",
+    "VS_CONNTRACK",
+]
 
 _PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 # What the kernel prints for an integer sysctl (proc_dointvec, proc_doulongvec_minmax): digits, maybe

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from proxymedic.api import sysctls as names
 from proxymedic.api.health import FindingType, Freshness, NodeProxyHealthStatus
 from proxymedic.api.intent import FlushStep, IntentAction, RemediationIntentSpec
 from proxymedic.api.policy import ProxyHealthPolicy
-from proxymedic.dataplane import sysctl as names
 from proxymedic.kube.client import ApiError, NotFoundError, with_backoff
 from proxymedic.kube.events import EventType, ObjectRef
 from proxymedic.kube.resources import PODS

@@ -23,7 +23,7 @@ from proxymedic.api import reasons
 from proxymedic.api.health import NodeProxyHealthStatus, ProxyMode
 from proxymedic.api.meta import Condition, ConditionStatus
 from proxymedic.api.policy import ProxyHealthPolicy
-from proxymedic.dataplane.sysctl import EXPIRE_NODEST_CONN
+from proxymedic.api.sysctls import EXPIRE_NODEST_CONN
 from proxymedic.kube.events import EventType, ObjectRef
 
 if TYPE_CHECKING:

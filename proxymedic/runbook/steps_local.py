@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from proxymedic.api import sysctls as names
 from proxymedic.api.health import FindingType, NodeProxyHealthStatus, ProxyMode
 from proxymedic.api.intent import FlushStep
-from proxymedic.dataplane import sysctl as names
 from proxymedic.operator.sysctl_gaps import sysctl_gap
 from proxymedic.runbook.ages import age, plural
 from proxymedic.runbook.judge import policies_for
