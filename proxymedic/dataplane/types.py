@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -96,16 +96,6 @@ class ConntrackStats:
     drops: int | None = None
     insert_failed: int | None = None
     early_drops: int | None = None
-
-
-@dataclass(frozen=True)
-class FlushResult:
-    """What one repair step changed, as counted by the adapter that did it."""
-
-    removed_real_servers: int = 0
-    flushed_connections: int = 0
-    deleted_conntrack_entries: int = 0
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 class DataplaneError(Exception):

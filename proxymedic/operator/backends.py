@@ -192,7 +192,3 @@ def resolve_target_port(port: ServicePortInfo, endpoint_ports: Mapping[str, int]
     if isinstance(port.target_port, int):
         return port.target_port
     return None
-
-
-def union(sets: Iterable[frozenset[str]]) -> frozenset[str]:
-    return frozenset().union(*sets)

@@ -44,7 +44,7 @@ from proxymedic.operator.metrics import OperatorMetrics
 from proxymedic.operator.planner import DEFAULT_INTENT_TTL, IntentDraft, flush_steps, plan_backend_flush
 from proxymedic.operator.policy_status import PolicyStatusWriter
 from proxymedic.operator.restored import RESTARTED_REASON, restart_history
-from proxymedic.operator.state import Cluster, PolicyEntry
+from proxymedic.operator.state import Cluster
 
 logger = logging.getLogger("proxymedic.operator")
 
@@ -472,9 +472,6 @@ class Controller:
         with contextlib.suppress(NotFoundError):
             await self.client.delete(INTENTS, tracking.name, uid=tracking.intent.metadata.uid)
         self.cluster.intents.pop(tracking.name, None)
-
-    def policy_entry(self, name: str) -> PolicyEntry | None:
-        return self.cluster.policies.get(name)
 
 
 _INTENT_ACTIONS = {
