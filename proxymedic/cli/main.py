@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None, *, clock: Callable[[], datetime] | N
             if args.session:
                 from proxymedic.cli.session import run_session
 
-                return run_session()
+                return run_session(main)
             from proxymedic.cli.demo import run_demo
 
             return run_demo()

@@ -97,9 +97,9 @@ async def _run(
     return 0
 
 
-def run_session(timing: SessionTiming = SessionTiming()) -> int:
-    from proxymedic.cli.main import main
-
+def run_session(run_command: Callable[[Sequence[str]], int], timing: SessionTiming = SessionTiming()) -> int:
+    """``run_command``: the CLI's own entry point, which runs each command shown (passed in, so
+    this module need not import the one that imports it)."""
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("kopf").setLevel(logging.CRITICAL)
-    return asyncio.run(_run(main, timing, lambda line: print(line, flush=True)))
+    return asyncio.run(_run(run_command, timing, lambda line: print(line, flush=True)))
