@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from proxymedic.api import reasons
 from proxymedic.api.health import IntentResult
 from proxymedic.api.intent import FlushStep, IntentAction, IntentOutcome, OutcomeCounts, RemediationIntent
 from proxymedic.api.types import format_elapsed
@@ -58,20 +59,20 @@ class IntentTracking:
 def event_reason(intent: RemediationIntent, counts: OutcomeCounts) -> str:
     spec = intent.spec
     if spec.dry_run:
-        return "DryRun"
+        return reasons.DRY_RUN
     if counts.failed or counts.refused:
-        return "RemediationFailed"
+        return reasons.REMEDIATION_FAILED
     match spec.action:
         case IntentAction.FLUSH_STALE_BACKENDS:
             if FlushStep.REMOVE_REAL_SERVERS in spec.steps and not spec.all_nodes:
-                return "StaleRealServerRemoved"
-            return "StaleConnectionsFlushed"
+                return reasons.STALE_REAL_SERVER_REMOVED
+            return reasons.STALE_CONNECTIONS_FLUSHED
         case IntentAction.SET_IPVS_UDP_TIMEOUT:
-            return "UDPTimeoutSet"
+            return reasons.UDP_TIMEOUT_SET
         case IntentAction.ENFORCE_SYSCTLS:
-            return "SysctlsEnforced"
+            return reasons.SYSCTLS_ENFORCED
         case IntentAction.RAISE_CONNTRACK_MAX:
-            return "ConntrackMaxRaised"
+            return reasons.CONNTRACK_MAX_RAISED
 
 
 def summary_message(tracking: IntentTracking) -> str:

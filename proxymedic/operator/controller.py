@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
+from proxymedic.api import reasons
 from proxymedic.api.intent import (
     IntentAction,
     RemediationIntent,
@@ -283,7 +284,7 @@ class Controller:
         self._holds_posted[key] = now
         await self.recorder.post(
             subject,
-            "RemediationHeld",
+            reasons.REMEDIATION_HELD,
             f"{verdict.rule}: {verdict.message} [policy {policy.metadata.name}]",
             EventType.WARNING,
         )

@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 
+from proxymedic.api.meta import GROUP, VERSION
 from proxymedic.kube.client import Connection, KubeClient
 from proxymedic.kube.events import EventRecorder
 from proxymedic.operator.controller import Controller, ControllerSettings
@@ -26,7 +27,6 @@ from proxymedic.operator.sysctl_gaps import SysctlGapNotices
 
 logger = logging.getLogger("proxymedic.operator")
 
-GROUP, VERSION = "proxymedic.io", "v1alpha1"
 FINALIZER = "proxymedic.io/operator"
 LoginFn = Callable[..., Awaitable[kopf.ConnectionInfo | None] | kopf.ConnectionInfo | None]
 

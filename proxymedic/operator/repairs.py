@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from proxymedic.api import reasons
 from proxymedic.api import sysctls as names
 from proxymedic.api.health import FindingType, Freshness, NodeProxyHealthStatus
 from proxymedic.api.intent import FlushStep, IntentAction, RemediationIntentSpec
@@ -203,7 +204,7 @@ class NodeRepairs:
         if tripped:
             await self.c.recorder.post(
                 subject,
-                "AnomalyBreakerTripped",
+                reasons.ANOMALY_BREAKER_TRIPPED,
                 f"{len(view.stale_nodes)} of {view.selected_nodes} nodes look stale at once "
                 f"(threshold {policy.spec.guardrails.anomaly_threshold_percent}%): suspect the control plane "
                 "or the network; every kube-proxy restart is held until fewer nodes look stale",
@@ -377,7 +378,7 @@ class NodeRepairs:
         if verdict.dry_run:
             entry.counters.dry_run_actions += 1
             entry.status_dirty = True
-            await self.c.recorder.post(subject, "DryRun", f"would restart kube-proxy on {node}: {why}")
+            await self.c.recorder.post(subject, reasons.DRY_RUN, f"would restart kube-proxy on {node}: {why}")
             return True
         target = policy.spec.actions.restart_kube_proxy.target
         try:
@@ -404,7 +405,7 @@ class NodeRepairs:
             elif first:
                 await self.c.recorder.post(
                     subject,
-                    "KubeProxyNotFound",
+                    reasons.KUBE_PROXY_NOT_FOUND,
                     f"no pod matches {target.label_selector.to_query()} in {target.namespace} on {node}: "
                     f"kube-proxy was not restarted ({why}); looking again in {int(wait.total_seconds())} s, "
                     "then less often",
@@ -441,7 +442,7 @@ class NodeRepairs:
         self.c.metrics.kube_proxy_restarts.inc()
         await self.c.recorder.post(
             subject,
-            "KubeProxyRestarted",
+            reasons.KUBE_PROXY_RESTARTED,
             f"deleted kube-proxy pod {', '.join(deleted)} on {node}: {why} [policy {policy.metadata.name}]",
             EventType.WARNING,
         )

@@ -14,9 +14,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from proxymedic.api import reasons
 from proxymedic.operator.guardrails import HOUR, ActionKind, ActionRecord
 
-RESTARTED_REASON = "KubeProxyRestarted"
+RESTARTED_REASON = reasons.KUBE_PROXY_RESTARTED
 _POLICY = re.compile(r"\[policy ([^\]]+)\]\s*$")
 
 
