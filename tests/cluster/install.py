@@ -18,7 +18,7 @@ from typing import Any
 
 import helm_python as helm
 
-from tests.cluster.kubeproxy import NODE
+from tests.cluster.kubeproxy import NODE, stop_process
 from tests.realk8s.controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,13 +73,7 @@ class Component:
             )
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 @dataclass

@@ -84,6 +84,18 @@ class Relay:
                 server.close()
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; nothing if it is not running."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def healthz() -> int | None:
     """HTTP status of kube-proxy's /healthz on the node, or None when nothing answers."""
     try:
@@ -231,13 +243,7 @@ class KubeProxyDaemon:
         log.close()
 
     def _stop_process(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def _watch(self) -> None:
         """The kubelet and the DaemonSet: a kube-proxy Pod being deleted is replaced."""

@@ -14,9 +14,6 @@ is where those rules meet kube-proxy's own.
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
-import io
 import json
 import subprocess
 import time
@@ -28,11 +25,10 @@ from typing import Any
 
 import pytest
 
-from proxymedic.cli.main import main
 from proxymedic.expectation import parse_ipvsadm
 from tests.cluster import netlab
 from tests.cluster.conftest import report_dir
-from tests.cluster.kubeproxy import NAMESPACE, Relay, setup_rbac
+from tests.cluster.kubeproxy import NAMESPACE, Relay, setup_rbac, stop_process
 from tests.expectation.manifests import NODE_IPV4, NODE_IPV6, NODE_NAMES
 from tests.realk8s import binaries, matrix
 from tests.realk8s.controlplane import ControlPlane
@@ -56,20 +52,6 @@ class MatrixNode:
         draining, left out as the expectation leaves them out)."""
         saved = netlab.run("ip", "netns", "exec", self.ns, "ipvsadm", "-S", "-n")
         return parse_ipvsadm(saved, self.name).as_json()
-
-
-def _expect(plane: ControlPlane, node: str) -> dict[str, Any]:
-    """``proxymedic expect NODE --kubeconfig ... -o json``, run as a user runs it (in a thread of
-    its own, whose event loop it opens and closes)."""
-    out = io.StringIO()
-
-    def command() -> int:
-        with contextlib.redirect_stdout(out):
-            return main(["expect", node, "--kubeconfig", str(plane.kubeconfig), "-o", "json"])
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        assert pool.submit(command).result() == 0
-    return dict(json.loads(out.getvalue()))
 
 
 def _kubeconfig(plane: ControlPlane, relay: Relay, path: Path) -> Path:
@@ -142,13 +124,7 @@ def matrix_nodes(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
         yield nodes
     finally:
         for node in nodes:
-            if node.proc.poll() is None:
-                node.proc.terminate()
-                try:
-                    node.proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    node.proc.kill()
-                    node.proc.wait()
+            stop_process(node.proc)
         if relay is not None:
             relay.close()
         netlab.cleanup_namespaces(PREFIX)
@@ -158,7 +134,7 @@ def matrix_nodes(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
 def test_kube_proxy_programs_what_proxymedic_expects(
     plane: ControlPlane, matrix_nodes: list[MatrixNode]
 ) -> None:
-    expected = {node.name: _expect(plane, node.name) for node in matrix_nodes}
+    expected = {node.name: matrix.expect_json(plane, node.name) for node in matrix_nodes}
     # Local traffic policies and topology make each node's table its own: a matrix that gave
     # every node the same table would not test the per-node rules.
     assert len({json.dumps(e, sort_keys=True) for e in expected.values()}) == len(matrix_nodes)

@@ -8,16 +8,10 @@ would change on the way in, from failing there after a VM boot.
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
-import io
-import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from proxymedic.cli.main import main
 from proxymedic.expectation import expect_from_objects
 from tests.expectation.manifests import NODE_NAMES, NODES
 from tests.realk8s import matrix
@@ -42,25 +36,12 @@ def _cluster_addresses(plane: ControlPlane) -> set[str]:
     return {ip for item in body["items"] for ip in item["spec"].get("clusterIPs", [])}
 
 
-def _expect_cli(plane: ControlPlane, node: str) -> dict[str, Any]:
-    """The command as a user runs it; in a thread of its own, whose event loop it runs and closes."""
-    out = io.StringIO()
-
-    def command() -> int:
-        with contextlib.redirect_stdout(out):
-            return main(["expect", node, "--kubeconfig", str(plane.kubeconfig), "-o", "json"])
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        assert pool.submit(command).result() == 0
-    return dict(json.loads(out.getvalue()))
-
-
 @pytest.mark.parametrize("node", NODE_NAMES)
 def test_the_cluster_gives_the_expectation_the_files_give(applied: ControlPlane, node: str) -> None:
     from_files = expect_from_objects([*matrix.manifests(), *NODES], node).as_json()
     read_back = expect_from_objects(matrix.read_back(applied), node).as_json()
     assert read_back == from_files
-    from_cli = _expect_cli(applied, node)
+    from_cli = matrix.expect_json(applied, node)
     own = _cluster_addresses(applied)
     from_cli["virtualServers"] = [vs for vs in from_cli["virtualServers"] if vs["address"] not in own]
     assert from_cli == from_files

@@ -8,8 +8,13 @@ there afterwards, as a kubelet and a cloud controller would.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import io
+import json
 from typing import Any
 
+from proxymedic.cli.main import main
 from tests.expectation.cases import CASES
 from tests.expectation.manifests import NAMESPACE, NAMESPACE_MANIFEST, NODES, Manifest
 from tests.realk8s.controlplane import ControlPlane
@@ -90,3 +95,17 @@ def read_back(plane: ControlPlane) -> list[dict[str, Any]]:
         assert status == 200, f"cannot list {path}: {body}"
         items.extend({"kind": kind, **item} for item in body["items"])
     return items
+
+
+def expect_json(plane: ControlPlane, node: str) -> dict[str, Any]:
+    """``proxymedic expect NODE --kubeconfig ... -o json``, run as a user runs it (in a thread of
+    its own, whose event loop it opens and closes)."""
+    out = io.StringIO()
+
+    def command() -> int:
+        with contextlib.redirect_stdout(out):
+            return main(["expect", node, "--kubeconfig", str(plane.kubeconfig), "-o", "json"])
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert pool.submit(command).result() == 0
+    return dict(json.loads(out.getvalue()))
