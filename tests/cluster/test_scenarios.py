@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.cluster.conftest import Cluster, report_dir
 from tests.cluster.harness import POLICY, POLICY_PATH, Outcome, Run, events_since
-from tests.cluster.netlab import Clients, sysctl, wait_for
+from tests.cluster.install import Component
+from tests.cluster.kubeproxy import NODE
+from tests.cluster.netlab import Clients, Pod, real_servers, sysctl, wait_for
 
 # The first test also waits for the session's control plane: tens of minutes on a loaded host.
 # The tier is run by `make test-cluster`, not yet by `make test` (docs/cluster-tier.md).
@@ -250,3 +254,83 @@ def test_stalled_kube_proxy_then_rollout(cluster: Cluster) -> None:
     assert not with_pm.still_failing, with_pm.row()
     restarted = events_since(cluster.plane, with_pm.started, "KubeProxyRestarted")
     assert len(restarted) == 1, restarted
+
+
+INTENTS_PATH = "/apis/proxymedic.io/v1alpha1/remediationintents"
+REPORT_PATH = f"/apis/proxymedic.io/v1alpha1/nodeproxyhealths/{NODE}"
+
+
+def start_if_stopped(*components: Component) -> None:
+    for component in components:
+        if component.proc is None or component.proc.poll() is not None:
+            component.start()
+
+
+def test_agent_restarted_with_an_old_intent_changes_nothing_live(cluster: Cluster) -> None:
+    """The agent is down while a pod is replaced, and the pod's address comes back on a new,
+    ready pod before the agent does. The flush the operator decided meanwhile is still pending
+    when the agent starts: the agent must keep that real server, and no client may lose a query
+    from then on.
+
+    The operator is stopped before the address comes back, so that nobody withdraws the intent:
+    what is tested is the agent's own check against the EndpointSlices it reads when it applies
+    an intent."""
+    plane, pm = cluster.plane, cluster.proxymedic
+    set_proxymedic(cluster, True)
+    n = cluster.runs
+    cluster.runs += 1
+    run = Run(plane, Clients([41000 + 10 * n + i for i in range(CLIENTS)], cluster.workdir), 10 + 8 * n)
+    run.start()
+    pm.agent.stop()
+    try:
+        victim = run.pods[next(name for name, state in run.states.items() if state == "ready")]
+        run.step()
+        run.publish(**{victim.name: "terminating"})
+        victim.terminate()
+        victim.wait_exit(60)
+        run.publish(**{victim.name: "gone"})
+        victim.kill()
+
+        def pending_flush() -> dict[str, Any] | None:
+            status, body = plane.request("GET", INTENTS_PATH)
+            assert status == 200, body
+            return next((i for i in body["items"] if victim.ip in i["spec"].get("deadBackends", [])), None)
+
+        intent = wait_for(f"the operator's flush intent for {victim.ip}", pending_flush, 300, every=2)
+        pm.operator.stop()
+        # The namespace's teardown finishes in the kernel's own time: its veth must be gone first.
+        link = f"pmv-{victim.ip.split('.')[-1]}"
+        wait_for(f"{link} to be gone", lambda: not Path(f"/sys/class/net/{link}").exists(), 60)
+        again = Pod(f"{victim.name}-again", victim.ip)
+        again.start(5.0)
+        run.pods[again.name] = again
+        run.publish(**{again.name: "ready"})
+        run.wait_programmed()
+        assert pending_flush() is not None, "the intent was still pending when the agent came back"
+        back = run.step()
+        pm.agent.start()
+
+        def replayed() -> dict[str, Any] | None:
+            status, body = plane.request("GET", REPORT_PATH)
+            results = body.get("status", {}).get("recentResults", []) if status == 200 else []
+            return next((r for r in results if r.get("intentUid") == intent["metadata"]["uid"]), None)
+
+        # The agent's imports take minutes on the VM's emulated CPU; the intent lives 10 minutes.
+        result = wait_for("the restarted agent's result of the old intent", replayed, 480, every=5)
+        print(json.dumps({"replayed": result}))
+        run.settle()
+        programmed_after = set(real_servers())
+        outcome = run.finish("agent restarted with an old intent pending", True, [])
+    finally:
+        start_if_stopped(pm.agent, pm.operator)
+    cluster.table.append({**outcome.row(), "replayed": result})
+    (report_dir() / "cluster-table.json").write_text(json.dumps(cluster.table, indent=2) + "\n")
+    assert f"kept {victim.ip}: kube-proxy uses it now" in result["message"], result
+    assert not result.get("removedRealServers"), result
+    assert again.ip in programmed_after, "the replay left the live backend's real server"
+    assert programmed_after == run.ready_ips(), programmed_after
+    lost_after = {
+        port: [q for q in queries if q[1] >= back and q[2] is None]
+        for port, queries in run.clients.rows.items()
+    }
+    assert not any(lost_after.values()), f"queries lost after the agent came back: {lost_after}"
