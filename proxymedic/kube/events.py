@@ -6,14 +6,15 @@ as client-go's correlator does, so a flapping condition cannot flood the API ser
 
 from __future__ import annotations
 
-import enum
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
+from proxymedic.api.reasons import EventKind
 from proxymedic.kube.client import ApiError, JsonObject, KubeClient, with_backoff
 from proxymedic.kube.resources import EVENTS
 
@@ -24,11 +25,6 @@ AGGREGATION_WINDOW = timedelta(minutes=10)
 FORGET_EVERY = timedelta(minutes=1)
 """How often Events older than the aggregation window are forgotten (they are never matched)."""
 MESSAGE_LIMIT = 1024
-
-
-class EventType(enum.StrEnum):
-    NORMAL = "Normal"
-    WARNING = "Warning"
 
 
 @dataclass(frozen=True)
@@ -90,11 +86,15 @@ class EventRecorder:
         about: ObjectRef,
         reason: str,
         message: str,
-        event_type: EventType = EventType.NORMAL,
+        event_type: EventKind = EventKind.NORMAL,
         *,
         now: datetime | None = None,
+        annotations: Mapping[str, str] | None = None,
     ) -> JsonObject:
-        """Create an Event, or bump the count of the same one posted in the last ten minutes."""
+        """Create an Event, or bump the count of the same one posted in the last ten minutes.
+
+        ``annotations`` carry a structured record of what the Event reports, for programs that
+        read it back (the operator's restart record, ``operator/record.py``)."""
         now = now or datetime.now(UTC)
         message = message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 1] + "…"
         key = (about.uid or f"{about.kind}/{about.namespace}/{about.name}", reason, message, str(event_type))
@@ -118,7 +118,11 @@ class EventRecorder:
         event: JsonObject = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                **({"annotations": dict(annotations)} if annotations else {}),
+            },
             "involvedObject": about.to_api(),
             "reason": reason,
             "message": message,
@@ -130,6 +134,8 @@ class EventRecorder:
             "reportingComponent": self._component,
             "reportingInstance": self._instance,
         }
+        if annotations:
+            event["metadata"]["annotations"] = dict(annotations)
         try:
             # An Event reports a decision already taken: retried when the API server is throttled
             # or failing, and never allowed to abort (and so repeat) the decision it reports.

@@ -27,8 +27,9 @@ from proxymedic.api.intent import (
 )
 from proxymedic.api.meta import API_VERSION, resource_dict
 from proxymedic.api.policy import LastRemediation, ProxyHealthPolicy
+from proxymedic.api.reasons import EventKind
 from proxymedic.kube.client import ApiError, ConflictError, KubeClient, NotFoundError, with_backoff
-from proxymedic.kube.events import EventRecorder, EventType, ObjectRef
+from proxymedic.kube.events import EventRecorder, ObjectRef
 from proxymedic.kube.resources import EVENTS, INTENTS
 from proxymedic.operator.aggregation import IntentTracking, event_reason, summary_message
 from proxymedic.operator.backends import ServiceRef
@@ -41,10 +42,11 @@ from proxymedic.operator.guardrails import (
     action_enabled,
     evaluate,
 )
+from proxymedic.operator.judgement import RESTART_SETTLE
 from proxymedic.operator.metrics import OperatorMetrics
 from proxymedic.operator.planner import DEFAULT_INTENT_TTL, IntentDraft, flush_steps, plan_backend_flush
 from proxymedic.operator.policy_status import PolicyStatusWriter
-from proxymedic.operator.restored import RESTARTED_REASON, restart_history
+from proxymedic.operator.record import RESTARTED_REASON, restart_history
 from proxymedic.operator.state import Cluster
 
 logger = logging.getLogger("proxymedic.operator")
@@ -86,7 +88,7 @@ class Controller:
         advance instead of sleeping."""
 
     async def restore_history(self, component: str) -> None:
-        """Read back the restarts of the last hour from this operator's Events (operator/restored.py).
+        """Read back the restarts of the last hour from this operator's Events (operator/record.py).
 
         Without it a restarted operator would forget its cooldowns and budgets. A failure to read
         them is logged and the operator starts without: Kopf retries nothing here, and refusing to
@@ -99,8 +101,16 @@ class Controller:
         except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
             logger.warning("cannot read past kube-proxy restarts from Events; budgets start empty: %s", exc)
             return
-        restored = restart_history(events, component, self.now())
+        now = self.now()
+        restored = restart_history(events, component, now)
         self.cluster.restored_history = restored
+        for record in (r for records in restored.values() for r in records):
+            # A restart of the last minutes may still be in progress: MaxConcurrentRestarts and
+            # RestartInProgress count it until its kube-proxy reports a sync made after it.
+            if record.node is not None and now - record.at <= RESTART_SETTLE:
+                self.cluster.restarts[record.node] = max(
+                    record.at, self.cluster.restarts.get(record.node, record.at)
+                )
         if restored:
             logger.info(
                 "restored %d kube-proxy restarts of the last hour from Events",
@@ -160,9 +170,9 @@ class Controller:
         if entry.errors:
             await self.recorder.post(
                 ObjectRef.of(dict(body)),
-                "PolicyRejected",
+                reasons.POLICY_REJECTED,
                 "invalid policy, not applied: " + "; ".join(entry.errors),
-                EventType.WARNING,
+                EventKind.WARNING,
             )
         await self.withdraw_forbidden(name, entry.policy)
         await self.status.write(name, entry)
@@ -286,7 +296,7 @@ class Controller:
             subject,
             reasons.REMEDIATION_HELD,
             f"{verdict.rule}: {verdict.message} [policy {policy.metadata.name}]",
-            EventType.WARNING,
+            EventKind.WARNING,
         )
 
     async def issue(
@@ -380,6 +390,14 @@ class Controller:
                     tracking.record(node, result)
         return tracking
 
+    async def accept_report(self, node: str, raw: Mapping[str, Any] | None) -> bool:
+        """A node's NodeProxyHealth changed (None: deleted): keep it and collect its intent results;
+        True when there is a report to judge (a report the models reject is no evidence)."""
+        if self.cluster.set_health(node, raw, self.now()) is None:
+            return False
+        await self.collect_results(node)
+        return True
+
     async def collect_results(self, node: str) -> None:
         health = self.cluster.healths.get(node)
         if health is None:
@@ -417,7 +435,7 @@ class Controller:
         reason = event_reason(tracking.intent, counts)
         failed = counts.failed or counts.refused or (expired and not tracking.complete())
         subject = self._subject_of(tracking)
-        await self.recorder.post(subject, reason, message, EventType.WARNING if failed else EventType.NORMAL)
+        await self.recorder.post(subject, reason, message, EventKind.WARNING if failed else EventKind.NORMAL)
         entry = self.cluster.policies.get(spec.policy_name)
         if entry is not None:
             entry.counters.actions_applied += counts.applied

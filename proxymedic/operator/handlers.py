@@ -23,7 +23,7 @@ from proxymedic.kube.events import EventRecorder
 from proxymedic.operator.controller import Controller, ControllerSettings
 from proxymedic.operator.metrics import OperatorMetrics
 from proxymedic.operator.repairs import NodeRepairs
-from proxymedic.operator.sysctl_gaps import SysctlGapNotices
+from proxymedic.operator.sysctl_notices import SysctlGapNotices
 
 logger = logging.getLogger("proxymedic.operator")
 
@@ -76,8 +76,8 @@ def kopf_login_from_kubeconfig(path: str) -> LoginFn:
 def register(
     registry: kopf.OperatorRegistry, controller: Controller, options: OperatorOptions
 ) -> NodeRepairs:
-    repairs = NodeRepairs(controller)
-    sysctl_gaps = SysctlGapNotices(controller)
+    repairs = NodeRepairs.of(controller)
+    sysctl_gaps = SysctlGapNotices(controller.cluster, controller.recorder, controller.now)
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -127,7 +127,8 @@ def register(
 
     @kopf.on.event(GROUP, VERSION, "nodeproxyhealths", registry=registry)
     async def health_event(type: str | None, body: kopf.Body, name: str, **_: Any) -> None:
-        await repairs.on_report(name, None if type == "DELETED" else dict(body))
+        if await controller.accept_report(name, None if type == "DELETED" else dict(body)):
+            await repairs.on_report(name)
         await sysctl_gaps.check(name)
 
     # A failed sweep (the API server erring) is retried at the next interval, not after Kopf's

@@ -8,34 +8,92 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from proxymedic.api import reasons
 from proxymedic.api import sysctls as names
-from proxymedic.api.health import FindingType, Freshness, NodeProxyHealthStatus
+from proxymedic.api.health import FindingType, NodeProxyHealthStatus
 from proxymedic.api.intent import FlushStep, IntentAction, RemediationIntentSpec
 from proxymedic.api.policy import ProxyHealthPolicy
-from proxymedic.kube.client import ApiError, NotFoundError, with_backoff
-from proxymedic.kube.events import EventType, ObjectRef
+from proxymedic.api.reasons import EventKind
+from proxymedic.kube.client import ApiError, KubeClient, NotFoundError, with_backoff
+from proxymedic.kube.events import EventRecorder, ObjectRef
 from proxymedic.kube.resources import PODS
+from proxymedic.operator.backends import ServiceRef
 from proxymedic.operator.causality import sensed
 from proxymedic.operator.controller import Controller
-from proxymedic.operator.drift import RESTART_WORTHY, DriftFinding, Ladder, Step, detect
-from proxymedic.operator.guardrails import ActionKind, ActionRecord, ClusterView, Proposal, anomaly_tripped
+from proxymedic.operator.drift import DriftFinding, Ladder, Step, detect
+from proxymedic.operator.guardrails import (
+    ActionKind,
+    ActionRecord,
+    ClusterView,
+    Proposal,
+    Verdict,
+    anomaly_tripped,
+)
+from proxymedic.operator.judgement import (
+    looks_stale,
+    policy_findings,
+    restart_settled,
+    restart_views,
+    synced_after,
+)
+from proxymedic.operator.metrics import OperatorMetrics
 from proxymedic.operator.planner import IntentDraft, intent_name, plan_backend_flush
+from proxymedic.operator.record import restart_record
 from proxymedic.operator.restart_target import Backoff, split
-from proxymedic.operator.state import PolicyEntry
+from proxymedic.operator.state import Cluster, PolicyEntry
 
 logger = logging.getLogger("proxymedic.operator")
 
-RESTART_SETTLE = timedelta(minutes=5)
-"""A restart counts as in progress until kube-proxy reports a fresh sync, or for this long."""
+
+class Decider(Protocol):
+    """The guarded decision path (the controller): every action is weighed there, then held or issued."""
+
+    def now(self) -> datetime: ...
+
+    def guard(
+        self, policy: ProxyHealthPolicy, proposal: Proposal, view: ClusterView | None = None
+    ) -> Verdict: ...
+
+    async def hold(
+        self, policy: ProxyHealthPolicy, proposal: Proposal, verdict: Verdict, subject: ObjectRef
+    ) -> None: ...
+
+    async def issue(
+        self,
+        policy: ProxyHealthPolicy,
+        draft: IntentDraft,
+        proposal: Proposal,
+        subject: ObjectRef,
+        *,
+        service: ServiceRef | None = None,
+        target_nodes: int | None = None,
+        view: ClusterView | None = None,
+    ) -> bool: ...
 
 
 class NodeRepairs:
-    def __init__(self, controller: Controller) -> None:
-        self.c = controller
+    """Judges each node's report under each policy and acts through the decision path: intents for
+    the agents, and kube-proxy restarts, which it carries out itself."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        decider: Decider,
+        recorder: EventRecorder,
+        metrics: OperatorMetrics,
+        pods: KubeClient,
+        intent_ttl: timedelta,
+    ) -> None:
+        self.cluster = cluster
+        self.decider = decider
+        self.recorder = recorder
+        self.metrics = metrics
+        self.pods = pods
+        """The API client, for kube-proxy's pods only: everything else goes through the decider."""
+        self.intent_ttl = intent_ttl
         self._announced: set[tuple[str, str]] = set()
         self._judged: dict[str, tuple[ProxyHealthPolicy, dict[str, list[DriftFinding]]]] = {}
         """Policy name → (the policy judged with, node → its findings when last judged)."""
@@ -49,50 +107,47 @@ class NodeRepairs:
         """Policy name → nodes whose latest report shows a restart-worthy finding, evidence or not yet
         (sensed before the change it concerns, or not lasted the minimum observation)."""
 
-    async def on_report(self, node: str, raw: Mapping[str, Any] | None) -> None:
-        """A node's NodeProxyHealth changed (None: deleted): collect its intent results and judge
-        that node alone; a report the models reject is no evidence and changes nothing."""
-        if self.c.cluster.set_health(node, raw, self.c.now()) is None:
-            return
-        await self.c.collect_results(node)
-        for policy_name, entry in list(self.c.cluster.policies.items()):
+    @classmethod
+    def of(cls, controller: Controller) -> NodeRepairs:
+        return cls(
+            controller.cluster,
+            controller,
+            controller.recorder,
+            controller.metrics,
+            controller.client,
+            controller.settings.intent_ttl,
+        )
+
+    async def on_report(self, node: str) -> None:
+        """The node's report was accepted (``Controller.accept_report``): judge that node alone."""
+        for policy_name, entry in list(self.cluster.policies.items()):
             await self.policy_nodes(policy_name, entry, only=node)
 
     def _findings(self, policy: ProxyHealthPolicy, ladder: Ladder, node: str) -> list[DriftFinding]:
         """The node's findings that its current report is evidence for (``causality.py``)."""
-        status = self.c.cluster.healths.get(node)
+        status = self.cluster.healths.get(node)
         if status is None:
             return []
-        evidence = self.c.cluster.evidence
+        evidence = self.cluster.evidence
         round_ = sensed(status)
         self._learn_service_removals(policy, ladder, node, status)
         ladder.verify_removals(node, round_, status.recent_results, self._intent_open)
-        detected = detect(node, status, self.c.cluster.selected_vips(policy))
-        findings = [f for f in detected if evidence.counts(node, status, f.service, f.backend)]
-        looks_stale = self._looks_stale.setdefault(policy.metadata.name, set())
-        if any(f.type in RESTART_WORTHY for f in detected):
-            looks_stale.add(node)
+        detected = detect(node, status, self.cluster.selected_vips(policy))
+        suspects = self._looks_stale.setdefault(policy.metadata.name, set())
+        if looks_stale(detected):
+            suspects.add(node)
         else:
-            looks_stale.discard(node)
-        stale_after = policy.spec.actions.restart_kube_proxy.stale_after
-        last_sync = status.kube_proxy.last_sync_time
-
-        findings = [f for f in findings if f.type is not FindingType.CONNTRACK_PRESSURE]
-        pressure = self._conntrack_pressure(policy, node)
-        if pressure is not None:
-            findings.append(pressure)
-
+            suspects.discard(node)
         received = evidence.received.get(node)
-        held_for = self.c.now() - received if received is not None else timedelta(0)
-
-        def too_early(finding: DriftFinding) -> bool:
-            # The agent judges with its own threshold; the policy's staleAfter must be exceeded too:
-            # the sync's age when sensed (the node's clock) plus how long the report has been held
-            # (the operator's), never one clock's time against the other's.
-            recent = last_sync is not None and status.observed_at - last_sync + held_for < stale_after
-            return finding.type is FindingType.KUBE_PROXY_SYNC_STALE and recent
-
-        return ladder.judge_removals(node, [f for f in findings if not too_early(f)], round_)
+        findings = policy_findings(
+            policy,
+            node,
+            status,
+            detected,
+            held_for=self.decider.now() - received if received is not None else timedelta(0),
+            evidence=lambda f: evidence.counts(node, status, f.service, f.backend),
+        )
+        return ladder.judge_removals(node, findings, round_)
 
     def _learn_service_removals(
         self, policy: ProxyHealthPolicy, ladder: Ladder, node: str, status: NodeProxyHealthStatus
@@ -101,7 +156,7 @@ class NodeRepairs:
         node has verified that removal, a report that still shows one is no finding (sensed before
         the removal was applied); after it, one that is back is a stale real server again."""
         for result in status.recent_results:
-            tracking = self.c.cluster.intents.get(result.intent)
+            tracking = self.cluster.intents.get(result.intent)
             if tracking is None:
                 continue
             spec = tracking.intent.spec
@@ -116,30 +171,13 @@ class NodeRepairs:
                 ladder.learn_removal(node, (service, backend), tracking.name, spec.decided_at)
 
     def _intent_open(self, name: str) -> bool:
-        tracking = self.c.cluster.intents.get(name)
+        tracking = self.cluster.intents.get(name)
         return tracking is not None and not tracking.summarized
-
-    def _conntrack_pressure(self, policy: ProxyHealthPolicy, node: str) -> DriftFinding | None:
-        """The node's conntrack table fuller than the policy's threshold (90% when it sets none)."""
-        status = self.c.cluster.healths.get(node)
-        if status is None or status.conntrack is None or status.conntrack.max <= 0:
-            return None
-        raise_max = policy.spec.actions.raise_conntrack_max
-        threshold = raise_max.threshold_percent
-        used = 100 * status.conntrack.count / status.conntrack.max
-        if used < threshold:
-            return None
-        return DriftFinding(
-            node,
-            FindingType.CONNTRACK_PRESSURE,
-            f"conntrack table {used:.0f}% full ({status.conntrack.count} of {status.conntrack.max}, "
-            f"threshold {threshold}%)",
-        )
 
     async def sweep(self) -> None:
         """Re-judge every node against every policy: findings age even when no report changes."""
         self.settle_restarts()
-        for name, entry in list(self.c.cluster.policies.items()):
+        for name, entry in list(self.cluster.policies.items()):
             if entry.policy is not None:
                 await self.policy_nodes(name, entry)
 
@@ -147,19 +185,19 @@ class NodeRepairs:
         policy = entry.policy
         if policy is None or entry.ladder is None or policy.paused:
             return
-        now = self.c.now()
+        now = self.decider.now()
         ladder = entry.ladder
         cached = self._judged.get(name)
         if only is None or cached is None or cached[0] is not policy:
             # A sweep (or the first report): judge every selected node afresh.
-            nodes = self.c.cluster.selected_nodes(policy, now)
+            nodes = self.cluster.selected_nodes(policy, now)
             findings = {node: self._findings(policy, ladder, node) for node in nodes}
         else:
             # One node reported: judge it, and take the others' findings from their last judgement
             # (their report or the last sweep, at most one housekeeping interval old). Judging every
             # node on every report made a rollout cost O(nodes²): 5,000 reports x 5,000 nodes.
             findings = cached[1]
-            if self.c.cluster.node_selected(policy, only, now):
+            if self.cluster.node_selected(policy, only, now):
                 findings[only] = self._findings(policy, ladder, only)
             else:
                 findings.pop(only, None)
@@ -172,14 +210,14 @@ class NodeRepairs:
             self._stale[name].discard(only)
             if only in findings:
                 self._stale[name] |= entry.ladder.restart_candidates({only: findings[only]}, now)
-        stale = frozenset(self._stale[name])
-        view = ClusterView(len(findings), stale, frozenset(self.c.cluster.restarts))
-        await self._breaker(policy, entry, view)
-        # The breaker trips on evidence alone, but a restart is held while the nodes that may turn
-        # out stale could trip it: after a change nodes report one by one, up to a heartbeat apart,
-        # and the first stale one must not be restarted before the others are counted.
-        suspects = frozenset(self._looks_stale.get(name, set()) & set(findings))
-        guarded = ClusterView(view.selected_nodes, stale | suspects, view.restarts_in_progress)
+        views = restart_views(
+            len(findings),
+            self._stale[name],
+            self._looks_stale.get(name, set()) & findings.keys(),
+            self.cluster.restarts,
+        )
+        await self._breaker(policy, entry, views.breaker)
+        guarded = views.guarded
         for node in [only] if only is not None else nodes:
             if node not in findings:
                 continue
@@ -192,8 +230,8 @@ class NodeRepairs:
 
     async def _breaker(self, policy: ProxyHealthPolicy, entry: PolicyEntry, view: ClusterView) -> None:
         tripped = anomaly_tripped(policy, view)
-        self.c.metrics.anomaly_breaker.labels(policy.metadata.name).set(1 if tripped else 0)
-        self.c.metrics.stale_nodes.set(len(view.stale_nodes))
+        self.metrics.anomaly_breaker.labels(policy.metadata.name).set(1 if tripped else 0)
+        self.metrics.stale_nodes.set(len(view.stale_nodes))
         if tripped == entry.breaker_tripped:
             return
         entry.breaker_tripped = tripped
@@ -202,24 +240,24 @@ class NodeRepairs:
             "proxymedic.io/v1alpha1", "ProxyHealthPolicy", policy.metadata.name, uid=policy.metadata.uid
         )
         if tripped:
-            await self.c.recorder.post(
+            await self.recorder.post(
                 subject,
                 reasons.ANOMALY_BREAKER_TRIPPED,
                 f"{len(view.stale_nodes)} of {view.selected_nodes} nodes look stale at once "
                 f"(threshold {policy.spec.guardrails.anomaly_threshold_percent}%): suspect the control plane "
                 "or the network; every kube-proxy restart is held until fewer nodes look stale",
-                EventType.WARNING,
+                EventKind.WARNING,
             )
         else:
-            await self.c.recorder.post(
-                subject, "AnomalyBreakerReset", "few enough nodes look stale: restarts resume"
+            await self.recorder.post(
+                subject, reasons.ANOMALY_BREAKER_RESET, "few enough nodes look stale: restarts resume"
             )
 
     async def _announce(self, node: str, findings: list[DriftFinding]) -> None:
         """One Warning Event per episode of a stale sync or a full conntrack table on a node."""
         for kind, reason in (
-            (FindingType.KUBE_PROXY_SYNC_STALE, "KubeProxySyncStale"),
-            (FindingType.CONNTRACK_PRESSURE, "ConntrackPressure"),
+            (FindingType.KUBE_PROXY_SYNC_STALE, reasons.KUBE_PROXY_SYNC_STALE),
+            (FindingType.CONNTRACK_PRESSURE, reasons.CONNTRACK_PRESSURE),
         ):
             found = next((f for f in findings if f.type is kind and not f.backend), None)
             episode = (node, reason)
@@ -227,10 +265,10 @@ class NodeRepairs:
                 self._announced.discard(episode)
             elif episode not in self._announced:
                 self._announced.add(episode)
-                await self.c.recorder.post(self._node_ref(node), reason, found.message, EventType.WARNING)
+                await self.recorder.post(self._node_ref(node), reason, found.message, EventKind.WARNING)
 
     def _node_ref(self, node: str) -> ObjectRef:
-        return ObjectRef("v1", "Node", node, uid=self.c.cluster.node_uids.get(node))
+        return ObjectRef("v1", "Node", node, uid=self.cluster.node_uids.get(node))
 
     async def _run(
         self, policy: ProxyHealthPolicy, entry: PolicyEntry, step: Step, view: ClusterView
@@ -238,7 +276,7 @@ class NodeRepairs:
         assert entry.ladder is not None
         if step.kind is ActionKind.RESTART_KUBE_PROXY:
             if await self._restart(policy, entry, step, view):
-                entry.ladder.acted(step, self.c.now())
+                entry.ladder.acted(step, self.decider.now())
             return
         draft = self._draft(policy, step)
         if draft is None:
@@ -247,11 +285,13 @@ class NodeRepairs:
         proposal = Proposal(kind, step.node, step.since)
         subject = self._node_ref(step.node)
         service = step.finding.service
-        if await self.c.issue(policy, draft, proposal, subject, service=service, target_nodes=1, view=view):
-            entry.ladder.acted(step, self.c.now(), intent=draft.name)
+        if await self.decider.issue(
+            policy, draft, proposal, subject, service=service, target_nodes=1, view=view
+        ):
+            entry.ladder.acted(step, self.decider.now(), intent=draft.name)
 
     def _draft(self, policy: ProxyHealthPolicy, step: Step) -> IntentDraft | None:
-        now = self.c.now()
+        now = self.decider.now()
         if step.kind is ActionKind.ENFORCE_SYSCTLS:
             enforce = policy.spec.actions.enforce_sysctls
             wanted = {}
@@ -274,8 +314,8 @@ class NodeRepairs:
         service_ref = step.finding.service
         if service_ref is None or step.finding.backend is None:
             return None
-        service = self.c.cluster.services.get(service_ref)
-        endpoints = self.c.cluster.endpoints.get(service_ref)
+        service = self.cluster.services.get(service_ref)
+        endpoints = self.cluster.endpoints.get(service_ref)
         if service is None or endpoints is None:
             return None
         return plan_backend_flush(
@@ -288,13 +328,13 @@ class NodeRepairs:
             node_names=[step.node],
             remove_real_servers=step.remove_real_servers,
             reason=f"on node {step.node}: {step.finding.message}",
-            ttl=self.c.settings.intent_ttl,
+            ttl=self.intent_ttl,
         )
 
     def _raise_conntrack_draft(self, policy: ProxyHealthPolicy, step: Step) -> IntentDraft | None:
         """One step up, by the policy's percentage, never beyond its ceiling."""
         action = policy.spec.actions.raise_conntrack_max
-        status = self.c.cluster.healths.get(step.node)
+        status = self.cluster.healths.get(step.node)
         if status is None or status.conntrack is None or action.ceiling is None:
             return None
         current = status.conntrack.max
@@ -320,7 +360,7 @@ class NodeRepairs:
         parameters: dict[str, object],
     ) -> IntentDraft:
         """An intent with parameters for named nodes (sysctls, conntrack max, UDP timeout)."""
-        now = self.c.now()
+        now = self.decider.now()
         spec = RemediationIntentSpec.model_validate(
             {
                 "policyName": policy.metadata.name,
@@ -329,7 +369,7 @@ class NodeRepairs:
                 "nodeNames": nodes,
                 "dryRun": policy.spec.guardrails.dry_run,
                 "decidedAt": now,
-                "expiresAt": now + self.c.settings.intent_ttl,
+                "expiresAt": now + self.intent_ttl,
                 "parameters": parameters,
             }
         )
@@ -358,7 +398,7 @@ class NodeRepairs:
     ) -> bool:
         """The decision itself, once this node's restart is claimed."""
         node = step.node
-        if self._no_target.waiting(node, self.c.now()):
+        if self._no_target.waiting(node, self.decider.now()):
             return False
         restarted = [
             r.at for r in entry.history if r.kind is ActionKind.RESTART_KUBE_PROXY and r.node == node
@@ -369,20 +409,20 @@ class NodeRepairs:
             return False
         subject = self._node_ref(node)
         proposal = Proposal(ActionKind.RESTART_KUBE_PROXY, node, step.since)
-        verdict = self.c.guard(policy, proposal, view)
+        verdict = self.decider.guard(policy, proposal, view)
         if not verdict.allowed:
-            await self.c.hold(policy, proposal, verdict, subject)
+            await self.decider.hold(policy, proposal, verdict, subject)
             return False
         why = step.finding.message
-        self.c.metrics.decisions.labels(str(proposal.kind), "dry_run" if verdict.dry_run else "issued").inc()
+        self.metrics.decisions.labels(str(proposal.kind), "dry_run" if verdict.dry_run else "issued").inc()
         if verdict.dry_run:
             entry.counters.dry_run_actions += 1
             entry.status_dirty = True
-            await self.c.recorder.post(subject, reasons.DRY_RUN, f"would restart kube-proxy on {node}: {why}")
+            await self.recorder.post(subject, reasons.DRY_RUN, f"would restart kube-proxy on {node}: {why}")
             return True
         target = policy.spec.actions.restart_kube_proxy.target
         try:
-            pods, _ = await self.c.client.list(
+            pods, _ = await self.pods.list(
                 PODS,
                 target.namespace,
                 label_selector=target.label_selector.to_query(),
@@ -393,23 +433,23 @@ class NodeRepairs:
             return False
         restartable, refused = split(pods)
         if not restartable:
-            first, wait = self._no_target.missed(node, self.c.now())
+            first, wait = self._no_target.missed(node, self.decider.now())
             if first and refused:  # one Warning per episode, not one per sweep
-                await self.c.recorder.post(
+                await self.recorder.post(
                     subject,
-                    "KubeProxyNotRestartable",
+                    reasons.KUBE_PROXY_NOT_RESTARTABLE,
                     f"{'; '.join(refused)}: kube-proxy on {node} was not restarted ({why}); looking again "
                     f"in {int(wait.total_seconds())} s, then less often",
-                    EventType.WARNING,
+                    EventKind.WARNING,
                 )
             elif first:
-                await self.c.recorder.post(
+                await self.recorder.post(
                     subject,
                     reasons.KUBE_PROXY_NOT_FOUND,
                     f"no pod matches {target.label_selector.to_query()} in {target.namespace} on {node}: "
                     f"kube-proxy was not restarted ({why}); looking again in {int(wait.total_seconds())} s, "
                     "then less often",
-                    EventType.WARNING,
+                    EventKind.WARNING,
                 )
             return False
         self._no_target.found(node)
@@ -418,7 +458,7 @@ class NodeRepairs:
             meta = pod["metadata"]
 
             async def delete(meta: Mapping[str, Any] = meta) -> None:
-                await self.c.client.delete(PODS, meta["name"], meta.get("namespace"), uid=meta.get("uid"))
+                await self.pods.delete(PODS, meta["name"], meta.get("namespace"), uid=meta.get("uid"))
 
             try:
                 await with_backoff(delete)
@@ -433,37 +473,36 @@ class NodeRepairs:
             # restarted nothing. The next sweep judges the new kube-proxy's reports.
             logger.info("kube-proxy pods on %s were gone before their delete: no restart", node)
             return False
-        now = self.c.now()
-        self.c.cluster.restarts[node] = now
-        self.c.cluster.evidence.restarted(node)  # reports sensed before the restart no longer count
+        now = self.decider.now()
+        self.cluster.restarts[node] = now
+        self.cluster.evidence.restarted(node)  # reports sensed before the restart no longer count
         entry.history.append(ActionRecord(ActionKind.RESTART_KUBE_PROXY, now, node))
         entry.counters.kube_proxy_restarts += 1
         entry.status_dirty = True
-        self.c.metrics.kube_proxy_restarts.inc()
-        await self.c.recorder.post(
+        self.metrics.kube_proxy_restarts.inc()
+        await self.recorder.post(
             subject,
             reasons.KUBE_PROXY_RESTARTED,
             f"deleted kube-proxy pod {', '.join(deleted)} on {node}: {why} [policy {policy.metadata.name}]",
-            EventType.WARNING,
+            EventKind.WARNING,
+            annotations=restart_record(policy.metadata.name, node),
         )
         return True
 
     def settle_restarts(self) -> None:
         """Forget restarts whose kube-proxy reported a fresh sync in a round sensed after the restart
-        (or that are older than RESTART_SETTLE, on the operator's clock)."""
-        now = self.c.now()
-        evidence = self.c.cluster.evidence
-        for node, started in list(self.c.cluster.restarts.items()):
-            status = self.c.cluster.healths.get(node)
+        (or that are older than RESTART_SETTLE, on the operator's clock, ``judgement.py``)."""
+        now = self.decider.now()
+        evidence = self.cluster.evidence
+        for node, started in list(self.cluster.restarts.items()):
+            status = self.cluster.healths.get(node)
             baseline = evidence.restarts.get(node)
-            synced = (
-                status is not None
-                and status.kube_proxy.freshness is Freshness.FRESH
-                and baseline is not None
-                and evidence.after(node, sensed(status), baseline)
-            )
-            if synced or now - started > RESTART_SETTLE:
-                del self.c.cluster.restarts[node]
+            if baseline is None:  # read back from its Event by a restarted operator
+                synced = synced_after(status, started)
+            else:
+                synced = status is not None and evidence.after(node, sensed(status), baseline)
+            if restart_settled(status, synced, started, now):
+                del self.cluster.restarts[node]
 
     async def udp_timeouts(self, policy: ProxyHealthPolicy, entry: PolicyEntry, nodes: list[str]) -> None:
         """Prevention: one intent for the nodes whose IPVS UDP timeout differs from the policy's."""
@@ -474,13 +513,13 @@ class NodeRepairs:
         drifted = sorted(
             node
             for node in nodes
-            if (status := self.c.cluster.healths.get(node)) is not None
+            if (status := self.cluster.healths.get(node)) is not None
             and status.ipvs is not None
             and status.ipvs.udp_timeout_seconds not in (None, wanted)
         )
         open_for = {
             node
-            for tracking in self.c.cluster.intents.values()
+            for tracking in self.cluster.intents.values()
             if tracking.intent.spec.action is IntentAction.SET_IPVS_UDP_TIMEOUT and not tracking.summarized
             for node in tracking.intent.spec.node_names
         }
@@ -498,6 +537,6 @@ class NodeRepairs:
         subject = ObjectRef(
             "proxymedic.io/v1alpha1", "ProxyHealthPolicy", policy.metadata.name, uid=policy.metadata.uid
         )
-        await self.c.issue(
+        await self.decider.issue(
             policy, draft, Proposal(ActionKind.SET_IPVS_UDP_TIMEOUT), subject, target_nodes=len(drifted)
         )

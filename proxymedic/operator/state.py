@@ -84,7 +84,7 @@ class Cluster:
     sysctl_gaps: dict[str, SysctlGap] = field(default_factory=dict)
     """Nodes whose expire_nodest_conn is 0 while no policy can set it (operator/sysctl_gaps.py)."""
     restored_history: dict[str, list[ActionRecord]] = field(default_factory=dict)
-    """Actions of the last hour read back at start (operator/restored.py), taken by each policy's
+    """Actions of the last hour read back at start (operator/record.py), taken by each policy's
     entry when the policy first appears."""
     _slice_versions: dict[tuple[ServiceRef, str], tuple[str, int]] = field(default_factory=dict)
     """(Service, slice name) → the uid and generation of the version held."""

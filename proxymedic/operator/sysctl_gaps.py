@@ -13,23 +13,15 @@ select the node. ``proxymedic diagnose`` judges the same with ``sysctl_gap``.
 from __future__ import annotations
 
 import enum
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from proxymedic.api import reasons
 from proxymedic.api.health import NodeProxyHealthStatus, ProxyMode
 from proxymedic.api.meta import Condition, ConditionStatus
 from proxymedic.api.policy import ProxyHealthPolicy
 from proxymedic.api.sysctls import EXPIRE_NODEST_CONN
-from proxymedic.kube.events import EventType, ObjectRef
-
-if TYPE_CHECKING:
-    from proxymedic.operator.controller import Controller
-
-logger = logging.getLogger("proxymedic.operator")
 
 CONDITION = reasons.SYSCTL_NOT_ENFORCED
 DEFAULT_IPVS_UDP_TIMEOUT = 300
@@ -149,50 +141,3 @@ def policy_condition(
         last_transition_time=now,
         observed_generation=generation,
     )
-
-
-class SysctlGapNotices:
-    """Keeps ``cluster.sysctl_gaps`` current and posts one Warning Event per node when its gap opens.
-
-    The gap is judged again on each of the node's reports and on every sweep (a policy edit can
-    open or close it). It stays open, without a second Event, while its cause changes; it closes
-    when the sysctl is 1 again or a policy can set it. An operator that restarts says it again.
-    """
-
-    def __init__(self, controller: Controller) -> None:
-        self.c = controller
-
-    async def check(self, node: str) -> None:
-        cluster = self.c.cluster
-        status = cluster.healths.get(node)
-        now = self.c.now()
-        policies = [
-            entry.policy
-            for entry in cluster.policies.values()
-            if entry.policy is not None and cluster.node_selected(entry.policy, node, now)
-        ]
-        gap = sysctl_gap(node, status, policies) if status is not None else None
-        before = cluster.sysctl_gaps.get(node)
-        if gap == before:
-            return
-        self._touch(gap, before)
-        if gap is None:
-            del cluster.sysctl_gaps[node]
-            logger.info("%s on %s is no longer left unfixed", EXPIRE_NODEST_CONN, node)
-            return
-        cluster.sysctl_gaps[node] = gap
-        if before is None:
-            subject = ObjectRef("v1", "Node", node, uid=cluster.node_uids.get(node))
-            await self.c.recorder.post(subject, reasons.SYSCTL_NOT_ENFORCED, gap.message(), EventType.WARNING)
-
-    async def sweep(self) -> None:
-        for node in sorted(set(self.c.cluster.healths) | set(self.c.cluster.sysctl_gaps)):
-            await self.check(node)
-
-    def _touch(self, *gaps: SysctlGap | None) -> None:
-        """The policies named by a gap that opened, changed or closed rewrite their condition."""
-        names = {name for gap in gaps if gap is not None for name in gap.policies}
-        for name in names:
-            entry = self.c.cluster.policies.get(name)
-            if entry is not None:
-                entry.status_dirty = True

@@ -13,12 +13,11 @@ from datetime import datetime
 
 from proxymedic.api.health import Freshness, NodeProxyHealthStatus, ProxyMode
 from proxymedic.api.policy import Guardrails
-from proxymedic.operator.drift import DriftFinding, SelectedVip, VipKey
+from proxymedic.operator.drift import RESTART_WORTHY, DriftFinding, SelectedVip, VipKey
 from proxymedic.runbook import steps_local
 from proxymedic.runbook.ages import age, plural
 from proxymedic.runbook.errors import NoAgentError, UnknownNodeError
 from proxymedic.runbook.judge import (
-    RESTART_WORTHY,
     breaker_tripped,
     findings_of,
     health_of,

@@ -1,21 +1,24 @@
 """Judge a node the way the operator does, from a snapshot: findings, health, and what would run.
 
-The operator keeps its history (first sightings, past actions) in memory; from outside it is
-rebuilt from what the operator left behind: its Events. Past actions come from the
-remediation Events (one record per occurrence, at the Event's last timestamp), restarts in
-progress from ``KubeProxyRestarted`` Events not yet followed by a fresh sync.
+Every rule is the operator's own (``operator/judgement.py``, ``drift.py``, ``guardrails.py``);
+this module only supplies what the operator would remember, rebuilt from what it left behind.
+Past restarts and restarts in progress come from the restart record on its Events, read by the
+function a restarted operator reads them with (``operator/record.py``): what ``diagnose``
+predicts is the decision of an operator that has just restored its memory. A long-running
+operator also remembers the tuning actions it took (sysctls, UDP timeout), which no record
+keeps: their cooldowns are not predicted.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from proxymedic.api import reasons
 from proxymedic.api.health import FindingType, Freshness, NodeProxyHealthStatus
 from proxymedic.api.policy import ProxyHealthPolicy
+from proxymedic.operator import judgement
 from proxymedic.operator.drift import DriftFinding, Ladder, Step, detect
 from proxymedic.operator.guardrails import (
     ActionKind,
@@ -26,21 +29,11 @@ from proxymedic.operator.guardrails import (
     anomaly_tripped,
     evaluate,
 )
-from proxymedic.operator.repairs import RESTART_SETTLE
+from proxymedic.operator.record import restart_history
 from proxymedic.operator.state import AGENT_SILENT_AFTER
-from proxymedic.runbook.snapshot import EventRecord, View
+from proxymedic.runbook.snapshot import OPERATOR_COMPONENT, EventRecord, View
 
-RESTART_WORTHY = frozenset({FindingType.KUBE_PROXY_SYNC_STALE, FindingType.MISSING_REAL_SERVER})
 RULES_DRIFT = frozenset({FindingType.STALE_REAL_SERVER, FindingType.MISSING_REAL_SERVER})
-
-_ACTION_OF_REASON = {
-    reasons.STALE_CONNECTIONS_FLUSHED: ActionKind.FLUSH_STALE_BACKENDS,
-    reasons.STALE_REAL_SERVER_REMOVED: ActionKind.REMOVE_STALE_REAL_SERVER,
-    reasons.UDP_TIMEOUT_SET: ActionKind.SET_IPVS_UDP_TIMEOUT,
-    reasons.SYSCTLS_ENFORCED: ActionKind.ENFORCE_SYSCTLS,
-    reasons.CONNTRACK_MAX_RAISED: ActionKind.RAISE_CONNTRACK_MAX,
-    reasons.KUBE_PROXY_RESTARTED: ActionKind.RESTART_KUBE_PROXY,
-}
 
 
 class NodeHealth(enum.StrEnum):
@@ -64,25 +57,10 @@ def policies_for(view: View, node: str) -> list[ProxyHealthPolicy]:
 def policy_findings(
     view: View, policy: ProxyHealthPolicy, node: str, status: NodeProxyHealthStatus, now: datetime
 ) -> list[DriftFinding]:
-    """What the operator finds on the node for one policy (``NodeRepairs._findings``)."""
-    findings = detect(node, status, view.cluster.selected_vips(policy))
-    findings = [f for f in findings if f.type is not FindingType.CONNTRACK_PRESSURE]
-    if status.conntrack is not None and status.conntrack.max > 0:
-        threshold = policy.spec.actions.raise_conntrack_max.threshold_percent
-        used = 100 * status.conntrack.count / status.conntrack.max
-        if used >= threshold:
-            findings.append(
-                DriftFinding(
-                    node,
-                    FindingType.CONNTRACK_PRESSURE,
-                    f"conntrack table {used:.0f}% full ({status.conntrack.count} of {status.conntrack.max}, "
-                    f"threshold {threshold}%)",
-                )
-            )
-    stale_after = policy.spec.actions.restart_kube_proxy.stale_after
-    last_sync = status.kube_proxy.last_sync_time
-    recent = last_sync is not None and now - last_sync < stale_after
-    return [f for f in findings if not (f.type is FindingType.KUBE_PROXY_SYNC_STALE and recent)]
+    """What the operator finds on the node for one policy. Every report counts as evidence, and
+    it is taken as held since the agent sensed it."""
+    detected = detect(node, status, view.cluster.selected_vips(policy))
+    return judgement.policy_findings(policy, node, status, detected, held_for=now - status.observed_at)
 
 
 def findings_of(view: View, node: str, now: datetime) -> list[DriftFinding]:
@@ -133,45 +111,44 @@ def health_of(view: View, node: str, now: datetime) -> HealthVerdict:
     return HealthVerdict(NodeHealth.FRESH, status.kube_proxy.reason)
 
 
-def history(events: Iterable[EventRecord]) -> list[ActionRecord]:
-    """The actions that ran, from the operator's remediation Events (what budgets and cooldowns count)."""
-    records: list[ActionRecord] = []
-    for event in events:
-        kind = _ACTION_OF_REASON.get(event.reason)
-        if kind is None or event.last is None:
-            continue
-        node = event.name if event.kind == "Node" else None
-        records.extend(ActionRecord(kind, event.last, node) for _ in range(max(1, event.count)))
-    return records
+def restarts(view: View, now: datetime) -> dict[str, list[ActionRecord]]:
+    """Policy name → its kube-proxy restarts of the last hour, as a restarted operator reads them."""
+    return restart_history(view.raw_events, OPERATOR_COMPONENT, now)
 
 
 def restarts_in_progress(view: View, now: datetime) -> frozenset[str]:
-    """Nodes restarted less than five minutes ago whose kube-proxy has not reported a fresh sync since."""
-    nodes = set()
-    for event in view.events:
-        if event.reason != reasons.KUBE_PROXY_RESTARTED or event.kind != "Node" or event.last is None:
+    """Nodes restarted less than five minutes ago whose kube-proxy has not reported a sync since."""
+    latest: dict[str, datetime] = {}
+    for record in (r for records in restarts(view, now).values() for r in records):
+        if record.node is not None:
+            latest[record.node] = max(record.at, latest.get(record.node, record.at))
+    return judgement.restarts_in_progress(
+        latest, view.healths, lambda node, at: judgement.synced_after(view.healths.get(node), at), now
+    )
+
+
+def restart_views(view: View, policy: ProxyHealthPolicy, now: datetime) -> judgement.RestartViews:
+    selected = view.cluster.selected_nodes(policy, now)
+    stale: set[str] = set()
+    suspects: set[str] = set()
+    for node in selected:
+        status = view.healths.get(node)
+        if status is None:
             continue
-        status = view.healths.get(event.name)
-        synced = (
-            status is not None
-            and status.kube_proxy.freshness is Freshness.FRESH
-            and status.kube_proxy.last_sync_time is not None
-            and status.kube_proxy.last_sync_time > event.last
-        )
-        if not synced and now - event.last <= RESTART_SETTLE:
-            nodes.add(event.name)
-    return frozenset(nodes)
+        detected = detect(node, status, view.cluster.selected_vips(policy))
+        if judgement.looks_stale(detected):
+            suspects.add(node)
+        held_for = now - status.observed_at
+        if judgement.looks_stale(
+            judgement.policy_findings(policy, node, status, detected, held_for=held_for)
+        ):
+            stale.add(node)
+    return judgement.restart_views(len(selected), stale, suspects, restarts_in_progress(view, now))
 
 
 def cluster_view(view: View, policy: ProxyHealthPolicy, now: datetime) -> ClusterView:
-    selected = view.cluster.selected_nodes(policy, now)
-    stale = frozenset(
-        node
-        for node in selected
-        if (status := view.healths.get(node)) is not None
-        and any(f.type in RESTART_WORTHY for f in policy_findings(view, policy, node, status, now))
-    )
-    return ClusterView(len(selected), stale, restarts_in_progress(view, now))
+    """What a restart on one of the policy's nodes is weighed against."""
+    return restart_views(view, policy, now).guarded
 
 
 @dataclass(frozen=True)
@@ -195,8 +172,10 @@ def plans(view: View, node: str, now: datetime) -> list[Plan]:
     if status is None:
         return []
     result: list[Plan] = []
-    past = history(view.events)
+    past = restarts(view, now)
     for policy in policies_for(view, node):
+        name = policy.metadata.name
+        guarded = cluster_view(view, policy, now)
         findings = policy_findings(view, policy, node, status, now)
         reported = {(f.type, f.message): f.since for f in status.findings}
         ladder = Ladder(min_observation=timedelta(0))
@@ -205,13 +184,18 @@ def plans(view: View, node: str, now: datetime) -> list[Plan]:
             kind = ActionKind.REMOVE_STALE_REAL_SERVER if step.remove_real_servers else step.kind
             since = reported.get((step.finding.type, step.finding.message))
             proposal = Proposal(kind, node, since)
-            verdict = evaluate(policy, proposal, past, cluster_view(view, policy, now), now)
-            result.append(Plan(policy.metadata.name, step, proposal, verdict))
+            own = past.setdefault(name, [])
+            others = [r for other, records in past.items() if other != name for r in records]
+            verdict = evaluate(policy, proposal, own, guarded, now, other_policies=others)
+            result.append(Plan(name, step, proposal, verdict))
+            if verdict.allowed and not verdict.dry_run:
+                # The operator takes the steps one after the other: each counts against the next.
+                own.append(ActionRecord(kind, now, node))
     return result
 
 
 def breaker_tripped(view: View, policy: ProxyHealthPolicy, now: datetime) -> bool:
-    return anomaly_tripped(policy, cluster_view(view, policy, now))
+    return anomaly_tripped(policy, restart_views(view, policy, now).breaker)
 
 
 def latest(events: Sequence[EventRecord], reason: str, node: str) -> EventRecord | None:

@@ -74,6 +74,8 @@ class View:
     """Nodes that exist → their labels."""
     intents: list[RemediationIntent]
     events: list[EventRecord]
+    raw_events: list[JsonObject] = field(default_factory=list)
+    """The operator's Events as the API returned them: the restart record is read from these."""
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -145,7 +147,8 @@ def build_view(snapshot: Snapshot) -> View:
             intents.append(RemediationIntent.model_validate(raw))
         except ValidationError:
             continue
-    events = [_event(raw) for raw in snapshot.events if is_operator_event(raw)]
+    raw_events = [raw for raw in snapshot.events if is_operator_event(raw)]
+    events = [_event(raw) for raw in raw_events]
     events.sort(key=lambda e: (e.last or datetime.min.replace(tzinfo=UTC), e.reason, e.name), reverse=True)
     return View(
         cluster=cluster,
@@ -155,4 +158,5 @@ def build_view(snapshot: Snapshot) -> View:
         nodes=dict(cluster.nodes),
         intents=intents,
         events=events,
+        raw_events=raw_events,
     )

@@ -83,7 +83,8 @@ class Operator:
     clock: list[datetime]
 
     async def report(self, body: dict[str, Any]) -> None:
-        await self.repairs.on_report(NODE, body)
+        if await self.controller.accept_report(NODE, body):
+            await self.repairs.on_report(NODE)
         await self.controller.drain()
 
     async def sweep_after(self, seconds: float) -> None:
@@ -121,7 +122,7 @@ async def operator() -> AsyncIterator[Operator]:
             controller.cluster.set_node(
                 {"metadata": {"name": NODE, "uid": "uid-1", "labels": {}}}, deleted=False
             )
-            yield Operator(controller, NodeRepairs(controller), client, clock)
+            yield Operator(controller, NodeRepairs.of(controller), client, clock)
             await controller.close()
 
 

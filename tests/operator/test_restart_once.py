@@ -86,7 +86,7 @@ def stale_report(round_: int) -> dict[str, Any]:
 async def test_a_sweep_and_a_report_judging_a_stale_node_at_once_restart_it_once() -> None:
     api = SlowPodApi()
     controller = Controller(api, EventRecorder(api, "proxymedic-operator", "test"), clock=lambda: NOW)
-    repairs = NodeRepairs(controller)
+    repairs = NodeRepairs.of(controller)
     body = policy(
         actions={"restartKubeProxy": {"enabled": True, "staleAfter": "10s"}},
         guardrails={"minObservation": "0s", "nodeCooldown": "1h"},
@@ -97,7 +97,8 @@ async def test_a_sweep_and_a_report_judging_a_stale_node_at_once_restart_it_once
     controller.cluster.set_health(NODE, stale_report(1))  # the first report the operator holds
 
     # Round 2 is evidence sensed after round 1: its judgement decides a restart and looks up the pod.
-    report = asyncio.create_task(repairs.on_report(NODE, stale_report(2)))
+    assert await controller.accept_report(NODE, stale_report(2))
+    report = asyncio.create_task(repairs.on_report(NODE))
     async with asyncio.timeout(5):
         await until(lambda: api.pod_lists_waiting >= 1, interval=0)
     # The housekeeping sweep judges the node while that restart is in flight: its judgement either

@@ -54,7 +54,8 @@ class Operator:
 
     async def report(self, name: str, body: Mapping[str, Any] | None) -> None:
         """The operator's NodeProxyHealth handler (handlers.health_event calls it), then a sweep."""
-        await self.repairs.on_report(name, None if body is None else dict(body))
+        if await self.controller.accept_report(name, None if body is None else dict(body)):
+            await self.repairs.on_report(name)
         await self.repairs.sweep()
         await self.controller.drain()
 
@@ -74,7 +75,7 @@ async def operator() -> AsyncIterator[Operator]:
             api.register_crd(yaml.safe_load(path.read_text()))
         async with KubeClient(Connection(server=str(api.url).rstrip("/"))) as client:
             controller = Controller(client, EventRecorder(client, "proxymedic-operator", "test"))
-            repairs = NodeRepairs(controller)
+            repairs = NodeRepairs.of(controller)
             policy = {
                 "apiVersion": "proxymedic.io/v1alpha1",
                 "kind": "ProxyHealthPolicy",

@@ -1,4 +1,5 @@
-"""Reading past kube-proxy restarts back from the operator's Events."""
+"""The restart record: written on the operator's Events, read back by a restarted operator and by
+``proxymedic diagnose``."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ from typing import Any
 
 import pytest
 
-from proxymedic.operator.guardrails import ActionKind
-from proxymedic.operator.restored import restart_history
+from proxymedic.api import reasons
+from proxymedic.api.reasons import EventKind
+from proxymedic.kube.client import JsonObject, KubeClient
+from proxymedic.kube.events import EventRecorder, ObjectRef
+from proxymedic.kube.resources import Resource
+from proxymedic.operator.guardrails import ActionKind, ActionRecord
+from proxymedic.operator.record import restart_history, restart_record
 
 pytestmark = pytest.mark.unit
 
@@ -72,3 +78,39 @@ def test_what_is_no_evidence_of_a_restart_is_ignored(why: str, overrides: dict[s
 def test_a_nonsense_count_counts_once_and_a_huge_one_is_bounded() -> None:
     assert len(restart_history([event(count="many")], COMPONENT, NOW)["coredns"]) == 1
     assert len(restart_history([event(count=10**9)], COMPONENT, NOW)["coredns"]) == 100
+
+
+class PostedEvents(KubeClient):
+    """Keeps what the recorder creates; no HTTP session is opened."""
+
+    def __init__(self) -> None:
+        self.created: list[JsonObject] = []
+
+    async def create(self, resource: Resource, obj: JsonObject, namespace: str | None = None) -> JsonObject:
+        self.created.append(obj)
+        return obj
+
+
+async def test_the_record_the_operator_posts_is_the_record_it_reads_back() -> None:
+    api = PostedEvents()
+    recorder = EventRecorder(api, COMPONENT, "test")
+    # A message that does not name the policy: the annotations alone say it.
+    await recorder.post(
+        ObjectRef("v1", "Node", "node-7"),
+        reasons.KUBE_PROXY_RESTARTED,
+        "deleted kube-proxy pod kube-proxy-x on node-7: sync stale",
+        EventKind.WARNING,
+        now=NOW - timedelta(minutes=3),
+        annotations=restart_record("coredns-edge", "node-7"),
+    )
+    [posted] = api.created
+    history = restart_history(api.created, COMPONENT, NOW)
+    assert history == {
+        "coredns-edge": [ActionRecord(ActionKind.RESTART_KUBE_PROXY, NOW - timedelta(minutes=3), "node-7")]
+    }
+    assert posted["metadata"]["annotations"] == restart_record("coredns-edge", "node-7")
+
+
+def test_an_event_of_an_earlier_version_is_read_from_its_message() -> None:
+    [record] = restart_history([event()], COMPONENT, NOW)["coredns"]
+    assert record.node == "node-2"
