@@ -38,7 +38,6 @@ from proxymedic.agent.sensing import SenseSettings
 from proxymedic.api.crd import KINDS, build_crd
 from proxymedic.api.health import IntentResult
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
-from proxymedic.dataplane.model import ModelConfig, ModelledNode
 from proxymedic.emulator.connection import write_kubeconfig
 from proxymedic.emulator.runner import serve
 from proxymedic.emulator.server import KubernetesApiEmulator
@@ -53,6 +52,7 @@ from proxymedic.sim.coredns import (
     dns_service,
     kube_proxy_pod,
 )
+from proxymedic.sim.kernel import ModelConfig, ModelledNode
 from proxymedic.sim.kubeproxy import KubeProxySim, Stall
 from proxymedic.sim.traffic import DnsClient
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from proxymedic.dataplane.model import ModelledNode, Outcome
 from proxymedic.dataplane.types import IPAddress
+from proxymedic.sim.kernel import ModelledNode, Outcome
 
 
 @dataclass

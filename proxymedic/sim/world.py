@@ -26,7 +26,6 @@ from proxymedic.agent.runner import AgentRunner
 from proxymedic.agent.sensing import SenseSettings
 from proxymedic.api.crd import KINDS, build_crd
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
-from proxymedic.dataplane.model import ModelConfig, ModelledNode
 from proxymedic.dataplane.types import DataplanePermissionError
 from proxymedic.emulator.resources import kopf_peering_crds
 from proxymedic.emulator.runner import serve
@@ -44,6 +43,7 @@ from proxymedic.sim.coredns import (
     dns_service,
     kube_proxy_pod,
 )
+from proxymedic.sim.kernel import ModelConfig, ModelledNode
 from proxymedic.sim.kubeproxy import KubeProxySim, Stall
 from proxymedic.sim.traffic import DnsClient, clients_for
 
