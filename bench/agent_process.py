@@ -17,9 +17,9 @@ from proxymedic.agent.agent import AgentSettings, NodeAgent
 from proxymedic.agent.node import NodeDataplane
 from proxymedic.agent.runner import AgentRunner
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
-from proxymedic.dataplane.model import ModelConfig, ModelledNode
 from proxymedic.kube.client import KubeClient
 from proxymedic.kube.config import load_connection
+from proxymedic.sim.kernel import ModelConfig, ModelledNode
 from proxymedic.sim.kubeproxy import KubeProxySim, desired_state
 
 BACKENDS = ("10.244.100.10", "10.244.100.11")

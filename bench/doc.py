@@ -223,6 +223,10 @@ def _goals(results: dict[str, Any]) -> str:
 def _method(results: dict[str, Any]) -> str:
     return """## How the benchmarks run
 
+- **The cluster**: the simulated cluster of the demo and the scenario tests
+  (`proxymedic.sim.world.World`), configured for thousands of nodes in one process
+  (`bench/measured.py`): how its setup objects are seeded, how the operator runs and how intents
+  reach the agents are the choices below.
 - **API server**: the in-process emulator (`proxymedic.emulator`, Python on kmock), in the
   benchmark's process. A counting hook on its request handler records every write request
   (POST, PUT, PATCH, DELETE) with its time, resource and subresource. Setup objects (Nodes,
@@ -230,8 +234,9 @@ def _method(results: dict[str, Any]) -> str:
   and are not counted.
 - **Operator**: a real `proxymedic operator --kubeconfig … --standalone` subprocess (Kopf, its
   own process and event loop), talking HTTP to the emulator.
-- **Nodes**: each simulated node has its own modelled dataplane (`ModelledNode`: IPVS,
-  connection table, conntrack, sysctls, as docs/kernel.md measured them), its own simulated kube-proxy
+- **Nodes**: each simulated node has its own modelled kernel (`ModelledNode` of
+  `proxymedic.sim.kernel`: IPVS, connection table, conntrack, sysctls, as docs/kernel.md measured
+  them), its own simulated kube-proxy
   (`KubeProxySim`) and its DNS clients (each re-using one source port). Its agent is ProxyMedic's
   own code: an `AgentRunner` around a `NodeAgent` creates the node's NodeProxyHealth, reads its
   labels, senses and reports (`AgentRunner.report`, `status_patch`, one merge patch per write),

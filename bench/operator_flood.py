@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import PRODUCTION_POLICY, OperatorProcess
 from bench.footprint import cpu_seconds
+from bench.measured import PRODUCTION_POLICY
 from proxymedic.api.crd import KINDS, build_crd
 from proxymedic.emulator.runner import serve
 from proxymedic.emulator.selectors import Selection
 from proxymedic.emulator.server import KubernetesApiEmulator
+from proxymedic.operator.handlers import OperatorOptions
 from proxymedic.sim.coredns import (
     DNS_NAMESPACE,
     DNS_VIP,
@@ -34,6 +35,7 @@ from proxymedic.sim.coredns import (
     dns_service,
     kube_proxy_pod,
 )
+from proxymedic.sim.operators import OperatorProcess
 
 MERGE_PATCH = "application/merge-patch+json"
 FLOOD_SECONDS = 2.5
@@ -158,7 +160,8 @@ async def measure(nodes: int, changes: int = 3) -> dict[str, Any]:
             emulator.register_crd(build_crd(info))
         setup = _Setup(emulator, nodes, changes)
         workdir = Path(tempfile.mkdtemp(prefix="proxymedic-bench-"))
-        operator = OperatorProcess(str(emulator.url).rstrip("/"), workdir, "5s")
+        options = OperatorOptions(standalone=True, housekeeping_interval=5.0)
+        operator = OperatorProcess(str(emulator.url).rstrip("/"), workdir, options)
         operator.start()
         try:
             async with asyncio.timeout(300):

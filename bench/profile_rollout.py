@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import cluster as cluster_module
 from bench.rollout import Timing, run
 from bench.run_all import PRODUCTION_HEARTBEAT, scale_settings
+from proxymedic.sim.world import World
 
 
 def py_spy() -> str:
@@ -56,11 +56,12 @@ def top(raw: Path, count: int) -> list[str]:
 
 async def profile(nodes: int, seconds: float, out: Path) -> dict[str, Any]:
     recorders: list[asyncio.subprocess.Process] = []
-    rollout = cluster_module.Cluster.rollout
+    rollout = World.rollout
 
-    async def recorded_rollout(self: cluster_module.Cluster, lameduck: float, surge_wait: float) -> None:
-        assert self.operator is not None
-        for name, pid in (("operator", self.operator.pid), ("benchmark", os.getpid())):
+    async def recorded_rollout(self: World, new_ips: list[str], lameduck: float, surge_wait: float) -> None:
+        operator = self.operator_pid()
+        assert operator is not None
+        for name, pid in (("operator", operator), ("benchmark", os.getpid())):
             command = [
                 py_spy(),
                 "record",
@@ -77,16 +78,16 @@ async def profile(nodes: int, seconds: float, out: Path) -> dict[str, Any]:
                     *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
                 )
             )
-        await rollout(self, lameduck, surge_wait)
+        await rollout(self, new_ips, lameduck, surge_wait)
 
-    cluster_module.Cluster.rollout = recorded_rollout  # type: ignore[method-assign]
+    World.rollout = recorded_rollout  # type: ignore[method-assign]
     try:
         timing = Timing(warm_up=3.0, steady=0.0, surge_wait=1.0, lameduck=2.0, settle=max(2.0, seconds - 4))
         result = await run(
             scale_settings(nodes, PRODUCTION_HEARTBEAT), timing, f"{nodes} nodes", PRODUCTION_HEARTBEAT
         )
     finally:
-        cluster_module.Cluster.rollout = rollout  # type: ignore[method-assign]
+        World.rollout = rollout  # type: ignore[method-assign]
         for recorder in recorders:
             await recorder.wait()
     return result

@@ -7,11 +7,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.cluster import Cluster, ClusterSettings, count_by, percentile
 from bench.footprint import cpu_seconds
+from bench.measured import NEW_BACKENDS, Measured, Scenario, count_by, percentile
 from proxymedic.sim.kubeproxy import Stall
 from proxymedic.sim.traffic import ClientStats
-from proxymedic.sim.world import DNS_VIP
+from proxymedic.sim.world import DNS_VIP, World
 
 STATUS_WRITE = "PATCH nodeproxyhealths/status"
 
@@ -27,11 +27,11 @@ class Timing:
     settle: float = 10.0
 
 
-async def _operator_quiet(cluster: Cluster, below: float = 20.0, within: float = 120.0) -> float:
+async def _operator_quiet(world: World, below: float = 20.0, within: float = 120.0) -> float:
     """Seconds until the operator process used less than ``below`` % of a core over one second."""
-    if cluster.operator is None:
+    pid = world.operator_pid()
+    if pid is None:
         return 0.0
-    pid = cluster.operator.pid
     started = time.monotonic()
     while time.monotonic() - started < within:
         before, at = cpu_seconds(pid), time.monotonic()
@@ -54,11 +54,11 @@ def _merge(stats: list[ClientStats]) -> dict[str, Any]:
     }
 
 
-def _failure_bound(cluster: Cluster, node_name: str) -> float | None:
+def _failure_bound(world: World, node_name: str) -> float | None:
     """For clients still failing at the end: seconds from their first failure until the failure
     would end without ProxyMedic. None when nothing bounds it (a stalled kube-proxy keeps a dead
     real server, and each forwarded packet restarts the entry's 300 s timer)."""
-    node = cluster.nodes[node_name]
+    node = world.nodes[node_name]
     worst = 0.0
     for client in node.clients:
         if not client.stats.failing_at_end or client.stats.first_failure_at is None:
@@ -81,13 +81,15 @@ def _failure_bound(cluster: Cluster, node_name: str) -> float | None:
 
 
 async def run(
-    settings: ClusterSettings, timing: Timing, label: str = "", production_heartbeat: float | None = None
+    scenario: Scenario, timing: Timing, label: str = "", production_heartbeat: float | None = None
 ) -> dict[str, Any]:
     """Build the cluster, wait until the operator and every agent are up, roll CoreDNS out."""
     t_build = time.monotonic()
-    async with Cluster(settings) as cluster:
+    settings = scenario.settings
+    async with Measured(scenario) as cluster:
+        world = cluster.world
         ready_after = await cluster.wait_ready()
-        cluster.traffic = True
+        world.traffic = True
         await asyncio.sleep(timing.warm_up)
         steady: dict[str, Any] = {}
         if timing.steady > 0:
@@ -98,55 +100,55 @@ async def run(
         if production_heartbeat is not None:
             # The rollout runs with the production heartbeat: a shortened one would load the operator
             # with reports that a real cluster does not send.
-            for runner in cluster.runners.values():
+            for runner in world.agents.values():
                 runner.agent.settings.heartbeat = production_heartbeat
         # The rollout starts on a quiet control plane: the reports of a shortened heartbeat (or of
         # thousands of agents starting) still queued at the operator are not a rollout's cost.
-        quiet_after = await _operator_quiet(cluster)
+        quiet_after = await _operator_quiet(world)
         cluster.stall()
         started = time.time()
         series_from = started - timing.steady
-        await cluster.rollout(lameduck=timing.lameduck, surge_wait=timing.surge_wait)
+        await world.rollout(NEW_BACKENDS, lameduck=timing.lameduck, surge_wait=timing.surge_wait)
         await asyncio.sleep(timing.settle)
-        cluster.traffic = False
+        world.traffic = False
         ended = time.time()
         rollout_writes = cluster.writes_between(started, ended)
         kinds: dict[str, dict[str, Any]] = {}
         bounds: dict[str, float | None] = {}
-        for name, node in cluster.nodes.items():
+        for name, node in world.nodes.items():
+            kind = node.spec.note
             for client in node.clients:
                 client.stats.close(ended)
-            kinds.setdefault(node.kind.name, {"nodes": 0, "stats": []})
-            kinds[node.kind.name]["nodes"] += 1
-            kinds[node.kind.name]["stats"].extend(c.stats for c in node.clients)
+            kinds.setdefault(kind, {"nodes": 0, "stats": []})
+            kinds[kind]["nodes"] += 1
+            kinds[kind]["stats"].extend(c.stats for c in node.clients)
             if any(c.stats.failing_at_end for c in node.clients):
-                bound = _failure_bound(cluster, name)
-                prev = bounds.get(node.kind.name, 0.0)
-                bounds[node.kind.name] = None if bound is None or prev is None else max(prev, bound)
+                bound = _failure_bound(world, name)
+                prev = bounds.get(kind, 0.0)
+                bounds[kind] = None if bound is None or prev is None else max(prev, bound)
         latencies = cluster.repair_latencies()
         all_latencies = [v for values in latencies.values() for v in values]
-        durations = [r.duration_seconds for runner in cluster.runners.values() for r in runner.results]
+        durations = [r.duration_seconds for results in world.results.values() for r in results]
         delivered = {
-            ip: cluster.intents[name][0] - cluster.patched_at[ip]
+            ip: cluster.intents[name][0] - world.out_of_use_at[ip]
             for name, (_, dead) in cluster.intents.items()
             for ip in dead
-            if ip in cluster.patched_at
+            if ip in world.out_of_use_at
         }
         bins: dict[int, int] = {}
         for write in cluster.writes_between(series_from, ended):
             second = int(write[0] - started)
             bins[second] = bins.get(second, 0) + 1
         series = [(t, bins.get(t, 0)) for t in range(int(series_from - started), int(ended - started) + 1)]
-        restarts = sum(node.kube_proxy.restarts for node in cluster.nodes.values())
+        restarts = sum(node.kube_proxy.restarts for node in world.nodes.values())
         restarts_by_kind: dict[str, int] = {}
-        for node in cluster.nodes.values():
-            restarts_by_kind[node.kind.name] = (
-                restarts_by_kind.get(node.kind.name, 0) + node.kube_proxy.restarts
-            )
-        ticks = sorted(cluster.tick_seconds)
+        for node in world.nodes.values():
+            kind = node.spec.note
+            restarts_by_kind[kind] = restarts_by_kind.get(kind, 0) + node.kube_proxy.restarts
+        ticks = sorted(world.tick_seconds)
         result: dict[str, Any] = {
             "label": label,
-            "nodes": len(cluster.nodes),
+            "nodes": len(world.nodes),
             "with_proxymedic": settings.with_proxymedic,
             "lameduck": timing.lameduck,
             "query_interval": settings.query_interval,

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import operator_flood
-from bench.cluster import PRODUCTION_POLICY, ClusterSettings, NodeKind
 from bench.footprint import agent_footprint, operator_footprint
+from bench.measured import PRODUCTION_POLICY, NodeKind, Scenario, scenario
 from bench.rollout import STATUS_WRITE, Timing, run
 from proxymedic.sim.coredns import POLICY
 from proxymedic.sim.kubeproxy import Stall
@@ -78,38 +78,35 @@ def dns_kinds(nodes: int) -> list[NodeKind]:
     ]
 
 
-def dns_settings(nodes: int, with_proxymedic: bool, min_observation: str | None = None) -> ClusterSettings:
+def dns_settings(nodes: int, with_proxymedic: bool, min_observation: str | None = None) -> Scenario:
     """Short timings, as the demo uses, so that a run lasts seconds (stated in the doc)."""
     policy = dict(POLICY)
     if min_observation is not None:
         policy["guardrails"] = {**POLICY["guardrails"], "minObservation": min_observation}
-    return ClusterSettings(
-        kinds=dns_kinds(nodes),
+    return scenario(
+        dns_kinds(nodes),
+        housekeeping=0.5,
         with_proxymedic=with_proxymedic,
         clients_per_node=2,
         query_interval=0.1,
         sync_period=3.0,
-        sense_interval=0.5,
-        heartbeat=60.0,
-        min_write_interval=0.05,
-        stale_after=3.0,
-        settle=1.0,
-        housekeeping="500ms",
-        policy=policy,
+        agent_sense_interval=0.5,
+        agent_heartbeat=60.0,
+        agent_min_write_interval=0.05,
+        agent_stale_after=3.0,
+        agent_settle=1.0,
+        policy_spec=policy,
     )
 
 
-def scale_settings(nodes: int, heartbeat: float) -> ClusterSettings:
+def scale_settings(nodes: int, heartbeat: float) -> Scenario:
     """Production settings of the agent (10 s sensing, 1 s write coalescing) and the policy's
     default guardrails; only the heartbeat is shortened (the figure is scaled to 300 s)."""
-    return ClusterSettings(
-        kinds=[NodeKind("healthy", nodes)],
-        with_proxymedic=True,
-        clients_per_node=1,
+    return scenario(
+        [NodeKind("healthy", nodes)],
         query_interval=0.5,
-        heartbeat=heartbeat,
-        housekeeping="5s",
-        policy=PRODUCTION_POLICY,
+        agent_heartbeat=heartbeat,
+        policy_spec=PRODUCTION_POLICY,
     )
 
 

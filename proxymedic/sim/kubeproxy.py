@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from proxymedic.dataplane.kubeproxy import FamilySync, Healthz, KubeProxyObservation, ProxyMode, SyncMetrics
-from proxymedic.dataplane.model import ModelledNode
 from proxymedic.dataplane.types import Endpoint, L4Protocol, ServiceKey
+from proxymedic.sim.kernel import ModelledNode
 
 Desired = Mapping[ServiceKey, tuple[Endpoint, ...]]
 

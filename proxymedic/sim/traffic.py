@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from proxymedic.dataplane.model import ModelledNode, Outcome
 from proxymedic.dataplane.types import IPAddress
+from proxymedic.sim.kernel import ModelledNode, Outcome
 
 
 @dataclass
@@ -58,8 +58,9 @@ class DnsClient:
 
 
 def clients_for(node: str, index: int, vip: str, count: int) -> list[DnsClient]:
-    """``count`` clients in the node's pod range, each with its own fixed source port."""
-    base = ipaddress.ip_address(f"10.244.{index}.100")
+    """``count`` clients in the node's pod range (its /24 of 10.244.0.0/16 onwards: the index-th),
+    each with its own fixed source port."""
+    base = ipaddress.ip_address("10.244.0.0") + 256 * index + 100
     return [
         DnsClient(node=node, address=(base + i, 40000 + i), vip=ipaddress.ip_address(vip))
         for i in range(count)

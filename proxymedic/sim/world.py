@@ -1,9 +1,11 @@
-"""A small simulated cluster: the API emulator, modelled nodes with a simulated kube-proxy and DNS
+"""The simulated cluster: the API emulator, modelled nodes with a simulated kube-proxy and DNS
 clients, and, when asked, ProxyMedic's real operator and real agents.
 
 Everything runs in one event loop on real time. The operator and the agents talk to the
-emulator over real HTTP, exactly as in a cluster; only the kernel (the modelled dataplane)
-and kube-proxy (``KubeProxySim``) are simulated.
+emulator over real HTTP, exactly as in a cluster; only the kernel (``proxymedic.sim.kernel``)
+and kube-proxy (``KubeProxySim``) are simulated. The demo and the tests run a few nodes with
+short timings; the benchmarks run thousands, and choose through ``WorldSettings`` how objects
+are seeded, how the operator runs and how intents reach the agents.
 """
 
 from __future__ import annotations
@@ -12,29 +14,39 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import threading
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import kopf
+import aiohttp
 
 from proxymedic.agent.agent import AgentSettings, NodeAgent
 from proxymedic.agent.node import NodeDataplane
 from proxymedic.agent.runner import AgentRunner
 from proxymedic.agent.sensing import SenseSettings
 from proxymedic.api.crd import KINDS, build_crd
+from proxymedic.api.health import IntentResult
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
-from proxymedic.dataplane.model import ModelConfig, ModelledNode
 from proxymedic.dataplane.types import DataplanePermissionError
 from proxymedic.emulator.resources import kopf_peering_crds
 from proxymedic.emulator.runner import serve
 from proxymedic.emulator.server import KubernetesApiEmulator
-from proxymedic.kube.client import Connection, KubeClient
-from proxymedic.kube.resources import ENDPOINT_SLICES, EVENTS, NODES, PODS, POLICIES, SERVICES, Resource
+from proxymedic.kube.client import Connection, GoneError, KubeClient
+from proxymedic.kube.resources import (
+    ENDPOINT_SLICES,
+    EVENTS,
+    INTENTS,
+    NODES,
+    PODS,
+    POLICIES,
+    SERVICES,
+    Resource,
+)
 from proxymedic.operator.controller import Controller, ControllerSettings
-from proxymedic.operator.handlers import OperatorOptions, run_operator
+from proxymedic.operator.handlers import OperatorOptions
 from proxymedic.sim.coredns import (
     DNS_NAMESPACE,
     DNS_SERVICE,
@@ -44,8 +56,12 @@ from proxymedic.sim.coredns import (
     dns_service,
     kube_proxy_pod,
 )
+from proxymedic.sim.kernel import ModelConfig, ModelledNode
 from proxymedic.sim.kubeproxy import KubeProxySim, Stall
+from proxymedic.sim.operators import OperatorProcess, OperatorThread, RunningOperator
 from proxymedic.sim.traffic import DnsClient, clients_for
+
+logger = logging.getLogger("proxymedic.sim")
 
 KOPF_PEERINGS = Resource("kopf.dev", "v1", "clusterkopfpeerings", namespaced=False)
 
@@ -65,6 +81,10 @@ class NodeSpec:
     note: str = "healthy"
 
 
+IntentListener = Callable[[str, dict[str, Any]], None]
+"""Called with each event (type, object) of the shared intent watch, before the agents get it."""
+
+
 @dataclass
 class WorldSettings:
     nodes: list[NodeSpec]
@@ -81,6 +101,7 @@ class WorldSettings:
     """A status write even when nothing changed. The operator judges a change only on a round sensed
     after it, so a node whose state does not move (a dead watch ignoring a new backend) is seen
     anew at this pace: 300 s in production, shortened here with the rest of the cluster's time."""
+    agent_min_write_interval: float = 0.05
     agent_stale_after: float = 3.0
     agent_settle: float = 1.0
     operator: OperatorOptions = field(
@@ -88,6 +109,28 @@ class WorldSettings:
             standalone=True, housekeeping_interval=0.5, controller=ControllerSettings(coalesce_window=0.05)
         )
     )
+    # How the cluster is built and run: the demo and the tests keep the defaults; the benchmarks,
+    # with thousands of nodes in one process, choose otherwise.
+    operator_process: bool = False
+    """Run the operator as a ``proxymedic operator --kubeconfig`` subprocess (``OperatorProcess``)
+    rather than in a thread of this process; ``controller`` is then None."""
+    seed_through_store: bool = False
+    """Put the setup objects (Nodes, kube-proxy Pods, the Service, its EndpointSlice, the policy)
+    straight into the emulator's store, not through its API: no setup request is served or counted."""
+    shared_intent_watch: bool = False
+    """One RemediationIntent watch for every agent, each event put into every agent's inbox in
+    order, rather than a watch per agent. An agent started again later sees only the events after
+    its start."""
+    on_intent_event: IntentListener | None = None
+    """With the shared intent watch: told of each event as the watch delivers it."""
+    agent_start_spread: float = 0.0
+    """Start the agents in waves of 100 over this many seconds, as DaemonSet pods start at different
+    times, so that their sensing rounds are not synchronised; 0: all at once."""
+    emulator: type[KubernetesApiEmulator] = KubernetesApiEmulator
+    history_size: int = 5000
+    """Watch events the emulator keeps for watches that resume."""
+    connection_limit: int = 100
+    """HTTP connections the agents' shared client opens to the emulator at once (aiohttp's default)."""
 
 
 @dataclass
@@ -113,44 +156,33 @@ class ReadOnlySysctls:
         raise DataplanePermissionError(f"cannot write sysctl {name}: Read-only file system")
 
 
-class OperatorThread:
-    """The operator on its own event loop in a thread, stopped through its stop flag."""
+class RecordingAgent(NodeAgent):
+    """The agent, keeping every result it makes in ``results`` (it keeps only its recent ones)."""
 
-    def __init__(self, url: str, options: OperatorOptions) -> None:
-        self.url = url
-        self.options = options
-        self.controller: Controller | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="proxymedic-operator", daemon=True)
+    def __init__(
+        self, settings: AgentSettings, dataplane: NodeDataplane, results: list[IntentResult]
+    ) -> None:
+        super().__init__(settings, dataplane)
+        self.results = results
 
-    def start(self) -> None:
-        self._thread.start()
-        self._started.wait(10)
+    async def on_intent(self, raw: object) -> IntentResult | None:
+        result = await super().on_intent(raw)
+        if result is not None:
+            self.results.append(result)
+        return result
 
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
 
-    def _run(self) -> None:
-        asyncio.run(self._main())
+class InboxRunner(AgentRunner):
+    """The agent's runner, fed from the world's shared intent watch instead of a watch of its own."""
 
-    async def _main(self) -> None:
-        url = self.url
+    def __init__(self, client: KubeClient, agent: NodeAgent) -> None:
+        super().__init__(client, agent)
+        self.inbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
 
-        def login(**_: Any) -> kopf.ConnectionInfo:
-            return kopf.ConnectionInfo(server=url, insecure=True)
-
-        def keep(controller: Controller) -> None:
-            self.controller = controller
-
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self._started.set()
-        connection = Connection(server=url, ssl_context=False)
-        await run_operator(connection, login, self.options, stop=self._stop, controller_ready=keep)
+    async def _watch_intents(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            event_type, obj = await self.inbox.get()
+            await self.handle(event_type, obj)
 
 
 class World:
@@ -161,10 +193,16 @@ class World:
         self.nodes: dict[str, SimNode] = {}
         self.pods = DnsPods(dict.fromkeys(settings.backends, "ready"))
         """Backend IP → ready | terminating (still answering, not ready) | gone."""
-        self._operators: dict[str, OperatorThread] = {}
+        self._operators: dict[str, RunningOperator] = {}
         """Running operators by key: ``"operator"``, and any other started with a key of its own."""
         self.agents: dict[str, AgentRunner] = {}
+        self.results: dict[str, list[IntentResult]] = {}
+        """Node → every intent result its agents made, in order."""
         self.traffic = False
+        self.out_of_use_at: dict[str, float] = {}
+        """Backend IP → when the EndpointSlice change that took it out of use was sent."""
+        self.tick_seconds: list[float] = []
+        """How long each tick of every node's kube-proxy and DNS clients took."""
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._components: dict[str, asyncio.Task[None]] = {}
@@ -179,14 +217,20 @@ class World:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> World:
-        self.emulator = await self._exit.enter_async_context(serve(keep_requests=False, history_size=5000))
+        emulator = self.settings.emulator(keep_requests=False, history_size=self.settings.history_size)
+        self.emulator = await self._exit.enter_async_context(serve(emulator))
         for info in KINDS:
             self.emulator.register_crd(build_crd(info))
         for crd in kopf_peering_crds():
             self.emulator.register_crd(crd)
         url = str(self.emulator.url).rstrip("/")
+        session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=None),
+            connector=aiohttp.TCPConnector(limit=self.settings.connection_limit),
+        )
+        self._exit.push_async_callback(session.close)
         self.client = await self._exit.enter_async_context(
-            KubeClient(Connection(server=url, ssl_context=False))
+            KubeClient(Connection(server=url, ssl_context=False), session=session)
         )
         for index, spec in enumerate(self.settings.nodes, start=1):
             self._add_node(spec, index)
@@ -194,7 +238,7 @@ class World:
         self._spawn(self._tick(), "ticker")
         self._spawn(self._watch_kube_proxy_pods(), "kube-proxy-pods")
         if self.settings.with_proxymedic:
-            self._start_proxymedic(url)
+            await self._start_proxymedic(url)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -235,20 +279,35 @@ class World:
         kube_proxy.restart(self.desired(), time.time())
         kube_proxy.restarts = 0
 
-    def _start_proxymedic(self, url: str) -> None:
+    async def _start_proxymedic(self, url: str) -> None:
         self.url = url
         self.start_operator()
-        for name in self.nodes:
-            self.start_agent(name)
+        names = list(self.nodes)
+        wave = 100
+        pause = self.settings.agent_start_spread / max(1, -(-len(names) // wave))
+        for start in range(0, len(names), wave):
+            for name in names[start : start + wave]:
+                self.start_agent(name)
+            if pause > 0:
+                await asyncio.sleep(pause)
+        if self.settings.shared_intent_watch:
+            self._spawn(self._share_intents(), "intents")
 
     def start_operator(self, options: OperatorOptions | None = None, key: str = "operator") -> None:
         """Run ProxyMedic's operator (again): it rebuilds its state from the watches.
 
         It gets a thread and an event loop of its own, as it would get a process: Kopf cancels
         every task of its loop when it stops, the emulator's too if they shared one. Another
-        ``key`` (with options of its own, e.g. peering) runs one more replica beside it.
+        ``key`` (with options of its own, e.g. peering) runs one more replica beside it. With
+        ``operator_process`` it gets a process.
         """
-        operator = OperatorThread(self.url, options or self.settings.operator)
+        options = options or self.settings.operator
+        operator: RunningOperator
+        if self.settings.operator_process:
+            workdir = Path(tempfile.mkdtemp(prefix="proxymedic-sim-"))
+            operator = OperatorProcess(self.url, workdir, options)
+        else:
+            operator = OperatorThread(self.url, options)
         self._operators[key] = operator
         operator.start()
 
@@ -259,6 +318,11 @@ class World:
     def controller_of(self, key: str) -> Controller | None:
         operator = self._operators.get(key)
         return operator.controller if operator is not None else None
+
+    def operator_pid(self, key: str = "operator") -> int | None:
+        """The operator's process id where it runs in a process of its own."""
+        operator = self._operators.get(key)
+        return operator.pid if isinstance(operator, OperatorProcess) else None
 
     def start_agent(self, name: str) -> None:
         """Run the agent of one node (again): a new process has no memory of what it applied."""
@@ -288,12 +352,14 @@ class World:
             node_name=name,
             sense_interval=self.settings.agent_sense_interval,
             heartbeat=self.settings.agent_heartbeat,
-            min_write_interval=0.05,
+            min_write_interval=self.settings.agent_min_write_interval,
             sense=SenseSettings(
                 stale_after_seconds=self.settings.agent_stale_after, settle_seconds=self.settings.agent_settle
             ),
         )
-        runner = AgentRunner(self.client, NodeAgent(settings, dataplane))
+        agent = RecordingAgent(settings, dataplane, self.results.setdefault(name, []))
+        shared = self.settings.shared_intent_watch
+        runner = InboxRunner(self.client, agent) if shared else AgentRunner(self.client, agent)
         self.agents[name] = runner
         stop = self._component_stops[f"agent:{name}"] = asyncio.Event()
         self._components[f"agent:{name}"] = asyncio.get_running_loop().create_task(
@@ -314,11 +380,45 @@ class World:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    async def _share_intents(self) -> None:
+        """One watch of RemediationIntents, every event delivered to every agent's inbox."""
+        version = ""
+        while not self._stop.is_set():
+            try:
+                if not version:
+                    items, version = await self.client.list(INTENTS)
+                    for item in sorted(items, key=lambda o: o.get("spec", {}).get("decidedAt", "")):
+                        self._deliver("ADDED", item)
+                async for event in self.client.watch(INTENTS, version):
+                    version = event.resource_version or version
+                    if event.type != "BOOKMARK":
+                        self._deliver(event.type, event.object)
+            except GoneError:
+                version = ""
+            except Exception:
+                logger.warning("shared intent watch failed; relisting", exc_info=True)
+                version = ""
+                await asyncio.sleep(0.1)
+
+    def _deliver(self, event_type: str, obj: dict[str, Any]) -> None:
+        if self.settings.on_intent_event is not None:
+            self.settings.on_intent_event(event_type, obj)
+        for runner in self.agents.values():
+            if isinstance(runner, InboxRunner):
+                runner.inbox.put_nowait((event_type, obj))
+
     # --- the cluster's objects ---------------------------------------------------------------
+
+    async def _seed(self, resource: Resource, body: dict[str, Any], namespace: str | None = None) -> None:
+        if self.settings.seed_through_store:
+            spec = self.emulator.spec(resource.api_version, resource.plural)
+            self.emulator.store.create(spec, namespace, body)
+        else:
+            await self.client.create(resource, body, namespace)
 
     async def _create_objects(self) -> None:
         for name in self.nodes:
-            await self.client.create(
+            await self._seed(
                 NODES,
                 {
                     "apiVersion": "v1",
@@ -329,11 +429,11 @@ class World:
                     },
                 },
             )
-            await self._create_kube_proxy_pod(name)
+            await self._seed(PODS, kube_proxy_pod(name), "kube-system")
         options = self.settings.operator
         if self.settings.with_proxymedic and not options.standalone:
             # Peering replicas need their ClusterKopfPeering object, as the chart installs it.
-            await self.client.create(
+            await self._seed(
                 KOPF_PEERINGS,
                 {
                     "apiVersion": "kopf.dev/v1",
@@ -341,10 +441,10 @@ class World:
                     "metadata": {"name": options.peering_name},
                 },
             )
-        await self.client.create(SERVICES, dns_service(), DNS_NAMESPACE)
-        await self.client.create(ENDPOINT_SLICES, self.pods.endpoint_slice(), DNS_NAMESPACE)
+        await self._seed(SERVICES, dns_service(), DNS_NAMESPACE)
+        await self._seed(ENDPOINT_SLICES, self.pods.endpoint_slice(), DNS_NAMESPACE)
         if self.settings.with_proxymedic:
-            await self.client.create(
+            await self._seed(
                 POLICIES,
                 {
                     "apiVersion": "proxymedic.io/v1alpha1",
@@ -363,40 +463,66 @@ class World:
     def desired(self) -> dict[Any, Any]:
         return self.pods.desired()
 
-    async def _publish(self) -> None:
+    async def _publish(self) -> float:
+        """Send the EndpointSlice as the pods are now; then every kube-proxy learns of it. Returns
+        when the change was sent."""
+        sent = time.time()
         await self.client.patch(
             ENDPOINT_SLICES, SLICE_NAME, {"endpoints": self.pods.endpoints()}, DNS_NAMESPACE
         )
-        now = time.time()
+        self._want(time.time())
+        return sent
+
+    def _want(self, now: float) -> None:
+        """Tell every node's kube-proxy the cluster's current state (a healthy watch would)."""
         desired = self.desired()
         for node in self.nodes.values():
             node.kube_proxy.want(desired, now)
+
+    def _set_alive(self, ip: str, alive: bool) -> None:
+        address = ipaddress.ip_address(ip)
+        for node in self.nodes.values():
+            node.model.set_alive(address, alive)
 
     # --- what happens to the cluster ---------------------------------------------------------
 
     async def add_backend(self, ip: str) -> None:
         self.pods[ip] = "ready"
-        for node in self.nodes.values():
-            node.model.set_alive(ipaddress.ip_address(ip), True)
+        self._set_alive(ip, True)
         await self._publish()
 
     async def terminate_backend(self, ip: str, lameduck: float) -> None:
-        """Graceful termination: not ready at once, still answering for ``lameduck`` seconds, then gone."""
-        await self.stop_ready(ip)
-        await asyncio.sleep(lameduck)
-        await self.remove_backend(ip)
+        """Graceful termination (``lameduck`` > 0): not ready at once, still answering for ``lameduck``
+        seconds, then gone. Killed (``lameduck`` == 0): gone at once, its endpoint removed by the
+        same change."""
+        if lameduck > 0:
+            await self.stop_ready(ip)
+            await asyncio.sleep(lameduck)
+            await self.remove_backend(ip)
+        else:
+            await self.kill_backend(ip)
 
     async def stop_ready(self, ip: str) -> None:
         """The pod starts terminating: no longer ready, still answering (its lameduck begins)."""
         self.pods[ip] = "terminating"
-        await self._publish()
+        self.out_of_use_at[ip] = await self._publish()
 
     async def remove_backend(self, ip: str) -> None:
         """The pod is gone: it answers nothing any more."""
+        was_ready = self.pods.get(ip) == "ready"
         self.pods[ip] = "gone"
-        for node in self.nodes.values():
-            node.model.set_alive(ipaddress.ip_address(ip), False)
-        await self._publish()
+        self._set_alive(ip, False)
+        sent = await self._publish()
+        if was_ready:
+            self.out_of_use_at[ip] = sent
+
+    async def kill_backend(self, ip: str) -> None:
+        """The pod dies and its endpoint goes in the same instant (for the simulated kube-proxy too):
+        no query is lost to how long this process takes to send the change."""
+        self.pods[ip] = "gone"
+        self._want(time.time())
+        self._set_alive(ip, False)
+        self.out_of_use_at[ip] = await self._publish()
 
     async def rollout(self, new_ips: list[str], lameduck: float, surge_wait: float) -> None:
         """Replace every current backend with a new one, one at a time (maxSurge 1, maxUnavailable 0)."""
@@ -410,14 +536,23 @@ class World:
         self.nodes[node].kube_proxy.stall = kind
 
     async def _tick(self) -> None:
+        """Every node's kube-proxy and DNS clients, once per query interval; in chunks, so that a
+        large cluster's tick lets the rest of the loop (the API, the agents) run in between."""
+        chunk = 500
         while True:
-            now = time.time()
-            for node in self.nodes.values():
-                node.kube_proxy.tick(now)
-                if self.traffic:
-                    for client in node.clients:
-                        client.query(node.model, now)
-            await asyncio.sleep(self.settings.query_interval)
+            started = time.monotonic()
+            nodes = list(self.nodes.values())
+            for offset in range(0, len(nodes), chunk):
+                now = time.time()
+                for node in nodes[offset : offset + chunk]:
+                    node.kube_proxy.tick(now)
+                    if self.traffic:
+                        for client in node.clients:
+                            client.query(node.model, now)
+                await asyncio.sleep(0)
+            spent = time.monotonic() - started
+            self.tick_seconds.append(spent)
+            await asyncio.sleep(max(0.0, self.settings.query_interval - spent))
 
     async def _watch_kube_proxy_pods(self) -> None:
         """The kube-proxy DaemonSet: a deleted pod comes back, and its kube-proxy starts afresh.
@@ -440,7 +575,7 @@ class World:
                     if event.type == "DELETED" and node in self.nodes:
                         self._recreate_soon(node)
             except Exception:  # a watch hiccup: relist
-                logging.getLogger("proxymedic.sim").debug("kube-proxy pod watch restarted", exc_info=True)
+                logger.debug("kube-proxy pod watch restarted", exc_info=True)
                 version = ""
                 await asyncio.sleep(0.1)
 
@@ -459,9 +594,20 @@ class World:
 
     # --- observing -------------------------------------------------------------------------
 
+    def agents_reported(self) -> bool:
+        """Every agent has written its NodeProxyHealth's status at least once."""
+        return all(runner.writes for runner in self.agents.values())
+
+    async def policy_accepted(self, name: str = "coredns") -> bool:
+        """The operator accepted the policy (it writes the policy's status once it has seen it)."""
+        policy = await self.client.get(POLICIES, name)
+        conditions = (policy.get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Accepted" and c.get("status") == "True" for c in conditions)
+
     def settled(self) -> bool:
-        """Every agent reported, and the operator has seen the reports, the policy and the Service."""
-        if not all(runner.writes for runner in self.agents.values()):
+        """Every agent reported, and the operator has seen the reports, the policy and the Service
+        (an operator in a process of its own cannot be asked: see ``policy_accepted``)."""
+        if not self.agents_reported():
             return False
         if self.controller is None:
             return not self.settings.with_proxymedic

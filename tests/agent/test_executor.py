@@ -14,8 +14,8 @@ from proxymedic.agent.liveness import InUse
 from proxymedic.agent.node import NodeDataplane
 from proxymedic.api.intent import IntentOutcome, RemediationIntent
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
-from proxymedic.dataplane.model import ModelConfig, ModelledNode
 from proxymedic.dataplane.types import Endpoint, L4Protocol, ServiceKey
+from proxymedic.sim.kernel import ModelConfig, ModelledNode
 from tests.unit.factories import intent, with_change
 
 pytestmark = pytest.mark.unit

@@ -12,7 +12,6 @@ import ipaddress
 import pytest
 
 from proxymedic.dataplane import sysctl
-from proxymedic.dataplane.model import ModelConfig, ModelledNode, Outcome
 from proxymedic.dataplane.procfs import parse_ip_vs_conn_text
 from proxymedic.dataplane.types import (
     ConnectionTable,
@@ -27,6 +26,7 @@ from proxymedic.dataplane.types import (
     ServiceKey,
     SysctlAdapter,
 )
+from proxymedic.sim.kernel import ModelConfig, ModelledNode, Outcome
 
 pytestmark = pytest.mark.unit
 

@@ -13,8 +13,8 @@ import ipaddress
 from collections.abc import Callable
 from typing import Protocol
 
-from proxymedic.dataplane.model import ModelConfig, ModelledNode, Outcome
 from proxymedic.dataplane.types import Endpoint, IPVSTimeouts, L4Protocol, ServiceKey
+from proxymedic.sim.kernel import ModelConfig, ModelledNode, Outcome
 
 VIP = ipaddress.IPv4Address("10.96.0.10")
 BACKEND_IPS = {"backend1": ipaddress.IPv4Address("10.0.1.2"), "backend2": ipaddress.IPv4Address("10.0.2.2")}

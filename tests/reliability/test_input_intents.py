@@ -25,9 +25,9 @@ from proxymedic.agent.node import NodeDataplane
 from proxymedic.agent.runner import AgentRunner
 from proxymedic.api.intent import RemediationIntent
 from proxymedic.dataplane.conntrack import NetlinkConntrack
-from proxymedic.dataplane.model import ModelledNode
 from proxymedic.kube.client import KubeClient, WatchEvent
 from proxymedic.kube.resources import Resource
+from proxymedic.sim.kernel import ModelledNode
 from tests.agent.test_executor import DEAD, LIVE, connections_to, node
 from tests.reliability.input_intents import (
     EXECUTED,

@@ -31,10 +31,10 @@ from proxymedic.dataplane.conntrack import NetlinkConntrack
 from proxymedic.dataplane.ipvs import NetlinkIPVS
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
 from proxymedic.dataplane.kubeproxy_probe import ProbeConfig, probe_kube_proxy
-from proxymedic.dataplane.model import ModelConfig, ModelledNode
 from proxymedic.dataplane.procfs import ProcConnectionTable
 from proxymedic.dataplane.sysctl import ProcSysctl
 from proxymedic.dataplane.types import Endpoint, L4Protocol, ServiceKey
+from proxymedic.sim.kernel import ModelConfig, ModelledNode
 from tests.reliability.input_sensing import (
     CONNTRACK_SENSING_CALLS,
     HEALTHY,

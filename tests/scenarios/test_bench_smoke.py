@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cluster import ClusterSettings, NodeKind
+from bench.measured import NodeKind, scenario
 from bench.report import write_all
 from bench.rollout import Timing, run
 from bench.run_all import machine, steady_rate
@@ -15,15 +15,15 @@ pytestmark = [pytest.mark.emulator, pytest.mark.timeout(60)]
 
 
 async def test_a_tiny_rollout_runs_and_reports(tmp_path: Path) -> None:
-    settings = ClusterSettings(
-        kinds=[NodeKind("healthy", 2)],
-        sense_interval=0.5,
-        heartbeat=1.0,
-        min_write_interval=0.05,
-        housekeeping="500ms",
+    cluster = scenario(
+        [NodeKind("healthy", 2)],
+        housekeeping=0.5,
+        agent_sense_interval=0.5,
+        agent_heartbeat=1.0,
+        agent_min_write_interval=0.05,
         query_interval=0.1,
     )
-    result = await run(settings, Timing(warm_up=0.5, steady=1.0, surge_wait=0.3, lameduck=0.5, settle=0.5))
+    result = await run(cluster, Timing(warm_up=0.5, steady=1.0, surge_wait=0.3, lameduck=0.5, settle=0.5))
     assert result["latency"]["count"] == 4  # 2 nodes x 2 pods replaced
     assert result["dns"]["healthy"]["failed"] == 0
     assert result["rollout_writes"]["writes"] > 0

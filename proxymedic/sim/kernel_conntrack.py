@@ -1,4 +1,4 @@
-"""The conntrack part of the modelled dataplane: UDP entries with timeouts, count and max.
+"""The conntrack part of the modelled kernel: UDP entries with timeouts, count and max.
 
 Only what ProxyMedic senses and repairs is modelled: one UDP entry per client flow to a
 Service VIP, recording the original destination (VIP:port) and the reply source (the

@@ -1,4 +1,4 @@
-"""A modelled dataplane of one node: IPVS, conntrack and sysctls in memory, on a virtual clock.
+"""The modelled kernel of one node: IPVS, conntrack and sysctls in memory, on a virtual clock.
 
 It implements ``IPVSAdapter``, ``ConnectionTable``, ``ConntrackAdapter`` and ``SysctlAdapter``,
 plus a packet-level API (``send_udp``) for simulations. Every rule below names the row of the
@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from proxymedic.dataplane import sysctl as names
-from proxymedic.dataplane.model_conntrack import ConntrackTable, FlowKey
 from proxymedic.dataplane.types import (
     ConnectionCounts,
     ConntrackStats,
@@ -51,6 +50,7 @@ from proxymedic.dataplane.types import (
     ServiceKey,
     VirtualService,
 )
+from proxymedic.sim.kernel_conntrack import ConntrackTable, FlowKey
 
 Clock = Callable[[], float]
 NODEST_FLUSH_KERNEL = (5, 9)
