@@ -15,6 +15,7 @@ from proxymedic.api import reasons
 from proxymedic.api import sysctls as names
 from proxymedic.api.health import FindingType, NodeProxyHealthStatus
 from proxymedic.api.intent import FlushStep, IntentAction, RemediationIntentSpec
+from proxymedic.api.meta import API_VERSION
 from proxymedic.api.policy import ProxyHealthPolicy
 from proxymedic.api.reasons import EventKind
 from proxymedic.kube.client import ApiError, KubeClient, NotFoundError, with_backoff
@@ -236,9 +237,7 @@ class NodeRepairs:
             return
         entry.breaker_tripped = tripped
         entry.status_dirty = True
-        subject = ObjectRef(
-            "proxymedic.io/v1alpha1", "ProxyHealthPolicy", policy.metadata.name, uid=policy.metadata.uid
-        )
+        subject = policy_ref(policy)
         if tripped:
             await self.recorder.post(
                 subject,
@@ -534,9 +533,12 @@ class NodeRepairs:
             drifted,
             {"udpTimeoutSeconds": wanted},
         )
-        subject = ObjectRef(
-            "proxymedic.io/v1alpha1", "ProxyHealthPolicy", policy.metadata.name, uid=policy.metadata.uid
-        )
+        subject = policy_ref(policy)
         await self.decider.issue(
             policy, draft, Proposal(ActionKind.SET_IPVS_UDP_TIMEOUT), subject, target_nodes=len(drifted)
         )
+
+
+def policy_ref(policy: ProxyHealthPolicy) -> ObjectRef:
+    """The policy as the subject of an Event."""
+    return ObjectRef(API_VERSION, "ProxyHealthPolicy", policy.metadata.name, uid=policy.metadata.uid)
