@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from proxymedic.api.intent import IntentAction
 from proxymedic.api.policy import MaintenanceWindow, ProxyHealthPolicy
 from proxymedic.api.types import format_duration, format_elapsed, resolve_count_or_percent
 
@@ -37,13 +38,16 @@ HOUR = timedelta(hours=1)
 
 
 class ActionKind(enum.StrEnum):
-    FLUSH_STALE_BACKENDS = "FlushStaleBackends"
+    """What the guardrails count: each action an intent carries (spelled as in the contract), and
+    the ones the operator tells apart or carries out itself."""
+
+    FLUSH_STALE_BACKENDS = IntentAction.FLUSH_STALE_BACKENDS.value
     FLUSH_STALE_CONNTRACK = "FlushStaleConntrack"
     REMOVE_STALE_REAL_SERVER = "RemoveStaleRealServer"
-    SET_IPVS_UDP_TIMEOUT = "SetIPVSUDPTimeout"
-    ENFORCE_SYSCTLS = "EnforceSysctls"
+    SET_IPVS_UDP_TIMEOUT = IntentAction.SET_IPVS_UDP_TIMEOUT.value
+    ENFORCE_SYSCTLS = IntentAction.ENFORCE_SYSCTLS.value
     RESTART_KUBE_PROXY = "RestartKubeProxy"
-    RAISE_CONNTRACK_MAX = "RaiseConntrackMax"
+    RAISE_CONNTRACK_MAX = IntentAction.RAISE_CONNTRACK_MAX.value
 
 
 class Impact(enum.Enum):
