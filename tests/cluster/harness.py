@@ -119,6 +119,9 @@ class Outcome:
     on_replaced: list[int]
     reasons: dict[str, int]
     started: float
+    lost_after_slice: dict[int, int] | None = None
+    """Queries lost that were sent after the last pod to go left the EndpointSlice: what is lost
+    once anything that watches the slice (kube-proxy, ProxyMedic) could know."""
 
     def row(self) -> dict[str, Any]:
         return {
@@ -130,6 +133,11 @@ class Outcome:
             "time_to_recovery_s": None if self.recovery_s is None else round(self.recovery_s, 1),
             "still_failing_at_end": self.still_failing,
             "events": self.reasons,
+            **(
+                {"lost_after_slice_change": [self.lost_after_slice[p] for p in sorted(self.lost_after_slice)]}
+                if self.lost_after_slice is not None
+                else {}
+            ),
         }
 
 
@@ -145,6 +153,8 @@ class Run:
     started: float = field(default_factory=time.time)
     t0: float | None = None
     last_step: float = 0.0
+    slice_changed_at: float | None = None
+    """When the scenario's last pod to go left the EndpointSlice (set by the scenario)."""
     _next: int = 0
 
     def pod(self, lameduck: float = 5.0) -> Pod:
@@ -247,4 +257,10 @@ class Run:
             on_replaced,
             reasons,
             self.started,
+            None
+            if self.slice_changed_at is None
+            else {
+                port: sum(1 for q in queries if q[1] >= self.slice_changed_at and q[2] is None)
+                for port, queries in rows.items()
+            },
         )

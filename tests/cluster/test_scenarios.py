@@ -75,6 +75,7 @@ def kill(run: Run) -> list[int]:
     run.pods[victim].kill()
     time.sleep(1.0)  # the EndpointSlice controller's reaction time, modelled; nothing is asserted here
     run.publish(**{victim: "gone"})
+    run.slice_changed_at = time.time()
     run.publish(**{run.pod().name: "ready"})
     return on_victim
 
