@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -76,10 +77,14 @@ def _service_keys(intent: RemediationIntent) -> list[tuple[ServiceKey, int]]:
     ]
 
 
-async def _connection_counts(dp: NodeDataplane) -> dict[tuple[ServiceKey, Endpoint], int]:
+async def _connection_counts(
+    dp: NodeDataplane, services: Collection[ServiceKey]
+) -> dict[tuple[ServiceKey, Endpoint], int]:
+    """Counts of these virtual services only: the rest of the node's table is never decoded."""
     if dp.connections is None:
         return {}
-    return {(c.service, c.destination): c.count for c in await dp.run(dp.connections.connection_counts)}
+    counts = await dp.run(partial(dp.connections.connection_counts, services))
+    return {(c.service, c.destination): c.count for c in counts}
 
 
 async def _flush_backends(
@@ -141,8 +146,10 @@ async def _flush_ipvs(
 ) -> None:
     assert dp.ipvs is not None
     dry_run = intent.spec.dry_run
-    services = {vs.key: vs for vs in await dp.run(dp.ipvs.list_services)}
-    counts = await _connection_counts(dp)
+    # The intent's virtual services only: its cost does not grow with the node's IPVS table.
+    keys = list(dict.fromkeys(key for key, _ in _service_keys(intent)))
+    services = {vs.key: vs for vs in await dp.run(partial(dp.ipvs.get_services, keys))}
+    counts = await _connection_counts(dp, keys)
     try:
         expire_nodest = await dp.run(partial(dp.sysctls.read, names.EXPIRE_NODEST_CONN))
     except DataplaneError:
@@ -208,9 +215,11 @@ async def _flush_ipvs(
 async def _wait_for_flush(dp: NodeDataplane, targets: list[_Target]) -> int:
     """Poll the connection table until the kernel's queued flush has run; return what remains."""
     wanted = {(t.service, t.endpoint) for t in targets}
+    services = {t.service for t in targets}
     waited = 0.0
     while True:
-        remaining = sum(count for key, count in (await _connection_counts(dp)).items() if key in wanted)
+        counts = await _connection_counts(dp, services)
+        remaining = sum(count for key, count in counts.items() if key in wanted)
         if not remaining or waited >= FLUSH_VERIFY_SECONDS:
             return remaining
         await dp.pause(FLUSH_POLL_SECONDS)

@@ -53,6 +53,9 @@ class SenseSettings:
     settle_seconds: float = kubeproxy.DEFAULT_SETTLE_SECONDS
     """How long queued work may wait for a sync before it counts as evidence of a stall."""
     conntrack_pressure_percent: int = CONNTRACK_PRESSURE_PERCENT
+    virtual_servers: frozenset[ServiceKey] | None = None
+    """The virtual servers to sense, looked up one by one; None: dump the node's whole table and keep
+    its UDP ones. A scope makes a round's cost follow what is sensed, not the node's table."""
 
 
 @dataclass
@@ -199,12 +202,18 @@ async def sense(
                 tcp_fin_timeout_seconds=timeouts.tcp_fin,
                 udp_timeout_seconds=timeouts.udp,
             )
-            services = await dataplane.run(dataplane.ipvs.list_services)
+            scope = settings.virtual_servers
+            if scope is None:
+                services = await dataplane.run(dataplane.ipvs.list_services)
+            else:
+                services = await dataplane.run(
+                    partial(dataplane.ipvs.get_services, sorted(scope, key=ServiceKey.sort_key))
+                )
             counts: dict[tuple[ServiceKey, Endpoint], int] = {}
             if dataplane.connections is not None:
                 counts = {
                     (c.service, c.destination): c.count
-                    for c in await dataplane.run(dataplane.connections.connection_counts)
+                    for c in await dataplane.run(partial(dataplane.connections.connection_counts, scope))
                 }
             states, truncated = virtual_servers(services, counts)
         except Exception as exc:  # whatever the kernel or a library does, report and go on

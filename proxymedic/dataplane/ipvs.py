@@ -10,18 +10,26 @@ Verbs used, each pinned by a real-kernel test in ``tests/kernel``:
   kernel answers with three little-endian u32 attributes that pyroute2 decodes as ``hex``;
   a SET request carries them as raw 4-byte values).
 
-Every method opens its own netlink socket and closes it: the agent calls these rarely,
-and a socket that outlives a network namespace or a module reload would only go stale.
+One socket serves every call, opened on first use and kept: opening one costs a generic
+netlink family lookup, more than a small request itself. pyroute2 ties a socket to the thread
+that opened it, so every call runs on the adapter's own thread, which lives in the network
+namespace of the thread that built the adapter. A socket that fails is closed and the next call
+opens a new one; a read that fails on a socket that served before is retried once on a new one,
+which is what a module reload (a new generic netlink family id) needs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
+import os
 import socket
 import struct
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import threading
+import weakref
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pyroute2 import IPVS, IPVSDest, IPVSService
@@ -118,26 +126,92 @@ def _attr(msg: Any, name: str) -> Any:
     return msg.get_attr(name)
 
 
+def _thread_netns() -> tuple[int, int]:
+    """(device, inode) of the calling thread's network namespace."""
+    st = os.stat("/proc/thread-self/ns/net")
+    return st.st_dev, st.st_ino
+
+
+def _setns_net(fd: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+_Fn = Callable[[Any], _T]
+
+
 class NetlinkIPVS:
     """IPVSAdapter over pyroute2's generic netlink IPVS socket.
 
     ``socket_factory`` exists for tests that need a socket in another network namespace;
-    the default opens ``pyroute2.IPVS()`` in the caller's namespace.
+    the default opens ``pyroute2.IPVS()`` in the namespace of the thread that built the adapter.
     """
 
     def __init__(self, socket_factory: Callable[[], Any] | None = None) -> None:
         self._factory: Callable[[], Any] = socket_factory or IPVS
+        self._sock: Any = None
+        self._served = False
+        self.sockets_opened = 0
+        """How many sockets this adapter has opened: 1 for its whole life unless one failed."""
+        self._home: tuple[int, int] | None = None
+        self._home_fd: int | None = None
+        try:
+            self._home = _thread_netns()
+            self._home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            weakref.finalize(self, os.close, self._home_fd)
+        except OSError:
+            pass  # no procfs: the worker stays where threads start, the process's namespace
+        self._worker = ThreadPoolExecutor(1, "ipvs-netlink", initializer=self._enter_home)
+        self._worker_ident: int | None = None
 
-    @contextmanager
-    def _socket(self, operation: str) -> Iterator[Any]:
-        try:
-            sock = self._factory()
-        except (NetlinkError, OSError) as exc:
-            raise map_netlink_error(exc, f"{operation}: open IPVS generic netlink family") from exc
-        try:
-            yield sock
-        finally:
-            sock.close()
+    def _enter_home(self) -> None:
+        """Run on the worker thread once: join the builder's namespace if the thread is elsewhere
+        (the agent never is; a test that moved its own thread into a node namespace is)."""
+        self._worker_ident = threading.get_ident()
+        if self._home_fd is not None and _thread_netns() != self._home:
+            _setns_net(self._home_fd)
+
+    def close(self) -> None:
+        """Close the socket and stop the adapter's thread: the adapter is not used after this."""
+        if self._worker_ident is not None or self._sock is not None:
+            self._worker.submit(self._drop).result()
+        self._worker.shutdown(wait=True)
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            with contextlib.suppress(Exception):  # a broken socket's close must not hide what broke it
+                sock.close()
+
+    def _session(self, operation: str, fn: _Fn[_T], *, read_only: bool) -> _T:
+        """Run ``fn(socket)`` on the adapter's thread with its long-lived socket."""
+        if threading.get_ident() == self._worker_ident:
+            return self._with_socket(operation, fn, read_only)
+        return self._worker.submit(self._with_socket, operation, fn, read_only).result()
+
+    def _with_socket(self, operation: str, fn: _Fn[_T], read_only: bool) -> _T:
+        while True:
+            if self._sock is None:
+                try:
+                    self._sock = self._factory()
+                except (NetlinkError, OSError) as exc:
+                    raise map_netlink_error(exc, f"{operation}: open IPVS generic netlink family") from exc
+                self._served = False
+                self.sockets_opened += 1
+            served = self._served
+            try:
+                result = fn(self._sock)
+            except Exception:
+                self._drop()
+                if read_only and served:
+                    continue  # a socket that served before may be stale: one more try on a new one
+                raise
+            self._served = True
+            return result
 
     def _call(self, operation: str, fn: Callable[[], _T]) -> _T:
         try:
@@ -149,8 +223,9 @@ class NetlinkIPVS:
 
     def list_services(self) -> list[VirtualService]:
         """All address-based virtual services with their real servers (fwmark services skipped)."""
-        out: list[VirtualService] = []
-        with self._socket("list IPVS services") as ipvs:
+
+        def dump(ipvs: Any) -> list[VirtualService]:
+            out: list[VirtualService] = []
             for msg in self._call("dump IPVS services", lambda: list(ipvs.service("dump"))):
                 svc = _attr(msg, "IPVS_CMD_ATTR_SERVICE")
                 key = self._service_key(svc)
@@ -159,8 +234,44 @@ class NetlinkIPVS:
                 sched = str(_attr(svc, "IPVS_SVC_ATTR_SCHED_NAME") or "")
                 dests = self._dump_dests(ipvs, key)
                 out.append(VirtualService(key, sched, tuple(self._real_server(d) for d in dests)))
+            return out
+
         # ServiceKey's own ordering cannot compare an IPv4 with an IPv6 address.
-        return sorted(out, key=lambda vs: vs.key.sort_key())
+        return sorted(
+            self._session("list IPVS services", dump, read_only=True), key=lambda vs: vs.key.sort_key()
+        )
+
+    def get_services(self, keys: Collection[ServiceKey]) -> list[VirtualService]:
+        """These virtual services with their real servers, the absent ones left out.
+
+        One IPVS_CMD_GET_SERVICE and one real-server dump per key: the cost follows the keys asked
+        for, not the size of the node's table.
+        """
+
+        def get(ipvs: Any) -> list[VirtualService]:
+            out: list[VirtualService] = []
+            for key in keys:
+                try:
+                    replies = list(ipvs.service("get", service=_service_obj(key)))
+                except NetlinkError as exc:
+                    if exc.code in (errno.ESRCH, errno.ENOENT):
+                        continue  # IPVS answers ESRCH for a service it does not have
+                    raise map_netlink_error(exc, f"get IPVS service {key}") from exc
+                if not replies:
+                    continue
+                svc = _attr(replies[0], "IPVS_CMD_ATTR_SERVICE")
+                sched = str(_attr(svc, "IPVS_SVC_ATTR_SCHED_NAME") or "") if svc is not None else ""
+                try:
+                    dests = list(ipvs.dest("dump", service=_service_obj(key)))
+                except NetlinkError as exc:
+                    if exc.code in (errno.ESRCH, errno.ENOENT):
+                        continue  # deleted between the two requests
+                    raise map_netlink_error(exc, f"dump real servers of {key}") from exc
+                out.append(VirtualService(key, sched, tuple(self._real_server(d) for d in dests)))
+            return out
+
+        found = self._session(f"get {len(keys)} IPVS services", get, read_only=True)
+        return sorted(found, key=lambda vs: vs.key.sort_key())
 
     def _dump_dests(self, ipvs: Any, key: ServiceKey) -> list[Any]:
         service_obj = _service_obj(key)
@@ -209,7 +320,8 @@ class NetlinkIPVS:
         The virtual service missing is also "absent" (False): there is nothing to remove.
         """
         op = f"remove real server {endpoint} from {service}"
-        with self._socket(op) as ipvs:
+
+        def remove(ipvs: Any) -> bool:
             try:
                 ipvs.dest("del", service=_service_obj(service), dest=_dest_obj(endpoint, 0))
             except NetlinkError as exc:
@@ -217,7 +329,9 @@ class NetlinkIPVS:
                 if exc.code in (errno.ENOENT, errno.ESRCH):
                     return False
                 raise map_netlink_error(exc, op) from exc
-        return True
+            return True
+
+        return self._session(op, remove, read_only=False)
 
     def set_weight(self, service: ServiceKey, endpoint: Endpoint, weight: int) -> None:
         """Change a real server's weight in place (IPVS_CMD_SET_DEST via pyroute2's ``set``).
@@ -225,10 +339,13 @@ class NetlinkIPVS:
         Weight 0 quiesces it: existing entries stay, nothing new is scheduled to it.
         """
         op = f"set weight {weight} on real server {endpoint} of {service}"
-        with self._socket(op) as ipvs:
-            self._call(
+        self._session(
+            op,
+            lambda ipvs: self._call(
                 op, lambda: ipvs.dest("set", service=_service_obj(service), dest=_dest_obj(endpoint, weight))
-            )
+            ),
+            read_only=False,
+        )
 
     def flush_dead_real_server(self, service: ServiceKey, endpoint: Endpoint) -> None:
         """Row D3 of docs/kernel.md, repair F1: flush connection entries to a dead backend without a packet.
@@ -246,7 +363,8 @@ class NetlinkIPVS:
         Raises DataplaneUnavailableError if the virtual service does not exist.
         """
         op = f"flush dead real server {endpoint} of {service}"
-        with self._socket(op) as ipvs:
+
+        def flush(ipvs: Any) -> None:
             svc = _service_obj(service)
             current = self._find(ipvs, service, endpoint)
             if current is None:
@@ -263,18 +381,23 @@ class NetlinkIPVS:
                 )
             self._call(f"{op}: delete", lambda: ipvs.dest("del", service=svc, dest=_dest_obj(endpoint, 0)))
 
+        self._session(op, flush, read_only=False)
+
     # --- timeouts -----------------------------------------------------------------------
 
     def get_timeouts(self) -> IPVSTimeouts:
         """IPVS_CMD_GET_CONFIG: the TCP, TCP-FIN and UDP timeouts in seconds."""
         op = "read IPVS timeouts (IPVS_CMD_GET_CONFIG)"
-        with self._socket(op) as ipvs:
-            msg = genl_ipvs.ipvsmsg()
-            msg["cmd"] = genl_ipvs.IPVS_CMD_GET_CONFIG
-            msg["version"] = genl_ipvs.GENL_VERSION
-            replies = self._call(
+        msg = genl_ipvs.ipvsmsg()
+        msg["cmd"] = genl_ipvs.IPVS_CMD_GET_CONFIG
+        msg["version"] = genl_ipvs.GENL_VERSION
+        replies = self._session(
+            op,
+            lambda ipvs: self._call(
                 op, lambda: list(ipvs.nlm_request(msg, msg_type=ipvs.prid, msg_flags=NLM_F_REQUEST))
-            )
+            ),
+            read_only=True,
+        )
         if not replies:
             raise DataplaneError(f"{op}: no reply")
         values = {field: _u32_le(replies[0].get_attr(attr)) for field, attr in _TIMEOUT_ATTRS}
@@ -300,8 +423,11 @@ class NetlinkIPVS:
         ]
         if not msg["attrs"]:
             return
-        with self._socket(op) as ipvs:
-            self._call(
+        self._session(
+            op,
+            lambda ipvs: self._call(
                 op,
                 lambda: list(ipvs.nlm_request(msg, msg_type=ipvs.prid, msg_flags=NLM_F_REQUEST | NLM_F_ACK)),
-            )
+            ),
+            read_only=False,
+        )

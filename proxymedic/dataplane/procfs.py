@@ -238,8 +238,8 @@ class ProcConnectionTable:
         except OSError as exc:
             raise _open_error(self.path, "the ip_vs module may not be loaded", exc) from exc
 
-    def connection_counts(self) -> list[ConnectionCounts]:
-        return list(self.scan().counts)
+    def connection_counts(self, services: Collection[ServiceKey] | None = None) -> list[ConnectionCounts]:
+        return list(self.scan(services).counts)
 
 
 # --- conntrack statistics -------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -115,6 +116,10 @@ class IPVSAdapter(Protocol):
 
     def list_services(self) -> list[VirtualService]: ...
 
+    def get_services(self, keys: Collection[ServiceKey]) -> list[VirtualService]:
+        """These virtual services (the absent ones left out), at a cost that follows ``keys``."""
+        ...
+
     def remove_real_server(self, service: ServiceKey, endpoint: Endpoint) -> bool:
         """Delete one real server; True if it was present, False if already absent."""
         ...
@@ -135,7 +140,9 @@ class IPVSAdapter(Protocol):
 class ConnectionTable(Protocol):
     """The IPVS connection table aggregated per virtual service and destination."""
 
-    def connection_counts(self) -> list[ConnectionCounts]: ...
+    def connection_counts(self, services: Collection[ServiceKey] | None = None) -> list[ConnectionCounts]:
+        """Counts per virtual service and destination; with ``services``, of those only."""
+        ...
 
 
 class ConntrackAdapter(Protocol):

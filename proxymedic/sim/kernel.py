@@ -32,7 +32,7 @@ table is silent (net/netfilter/ipvs/ip_vs_core.c ``ip_vs_in_hook``, ip_vs_ctl.c
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from proxymedic.dataplane import sysctl as names
@@ -226,6 +226,10 @@ class ModelledNode:
             for key, service in self._services.items()
         ]
 
+    def get_services(self, keys: Collection[ServiceKey]) -> list[VirtualService]:
+        wanted = frozenset(keys)
+        return [vs for vs in self.list_services() if vs.key in wanted]
+
     def remove_real_server(self, service: ServiceKey, endpoint: Endpoint) -> bool:
         self._require_ipvs()
         now = self._advance()
@@ -263,10 +267,13 @@ class ModelledNode:
 
     # --- ConnectionTable ----------------------------------------------------------------
 
-    def connection_counts(self) -> list[ConnectionCounts]:
+    def connection_counts(self, services: Collection[ServiceKey] | None = None) -> list[ConnectionCounts]:
         self._advance()
+        wanted = None if services is None else frozenset(services)
         counts: dict[tuple[ServiceKey, Endpoint], int] = {}
         for connection in self._connections.values():
+            if wanted is not None and connection.service not in wanted:
+                continue
             pair = (connection.service, connection.destination)
             counts[pair] = counts.get(pair, 0) + 1
         return [

@@ -169,4 +169,4 @@ IPVS_SENSING_CALLS = ("open socket", "get config", "dump services", "dump real s
 # Where the ctnetlink adapter meets the error while the agent senses (with and without /proc fallback).
 CONNTRACK_SENSING_CALLS = ("open socket", "count", "stat")
 # Where the IPVS adapter meets the error while the agent removes a stale real server.
-IPVS_REPAIR_CALLS = ("delete real server",)
+IPVS_REPAIR_CALLS = ("get service", "delete real server")

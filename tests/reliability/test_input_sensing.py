@@ -256,8 +256,8 @@ class FailingIPVSSocket:
     def close(self) -> None:
         pass
 
-    def service(self, command: str) -> list[Msg]:
-        self._maybe_fail("dump services")
+    def service(self, command: str, service: Any = None) -> list[Msg]:
+        self._maybe_fail("get service" if command == "get" else "dump services")
         svc = Msg(IPVS_SVC_ATTR_ADDR="10.96.0.10", IPVS_SVC_ATTR_PROTOCOL=17, IPVS_SVC_ATTR_PORT=53)
         return [Msg(IPVS_CMD_ATTR_SERVICE=svc)]
 
@@ -369,6 +369,8 @@ async def test_netlink_errors_while_repairing_are_failed_results(call: str, code
         assert (result.outcome, result.message) == ("AlreadyClean", "nothing to do")
         return
     assert result.outcome == "Failed"
-    assert result.message.startswith("IPVS: remove real server 10.244.1.5:53 from 10.96.0.10:53/UDP")
+    words = {"get service": "IPVS: get IPVS service 10.96.0.10:53/UDP"}
+    expected = words.get(call, "IPVS: remove real server 10.244.1.5:53 from 10.96.0.10:53/UDP")
+    assert result.message.startswith(expected), result.message
     if code in (errno.EPERM, errno.EACCES):
         assert "needs CAP_NET_ADMIN" in result.message
