@@ -4,7 +4,8 @@
 #
 # Usage:
 #   scripts/vm/run-kernel-tests.sh [pytest args...]      # the kernel tests
-#   scripts/vm/run-kernel-tests.sh --bench [bench args]  # bench/kernel_flush.py instead
+#   scripts/vm/run-kernel-tests.sh --bench [bench args]  # bench/kernel_flush.py [bench args], then
+#                                                         # bench/kernel_scale.py, instead
 #
 # Exit codes: pytest's (or the benchmark's) exit code from inside the guest;
 #   77  the tier cannot run here (no QEMU, no virtme-ng, no prepared kernel, not root,

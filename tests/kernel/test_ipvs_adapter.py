@@ -72,6 +72,22 @@ def test_list_services_empty_table(node: Lab, ipvs: NetlinkIPVS) -> None:
     assert ipvs.list_services() == []
 
 
+def test_get_services_looks_up_only_the_keys_asked_for(node: Lab, ipvs: NetlinkIPVS) -> None:
+    """IPVS_CMD_GET_SERVICE per key (v4 and v6) equals the dump's entries; absent keys are left out,
+    and the adapter's one socket serves every call, a change between them included."""
+    ipvsadm_add(SVC4, B1.ip4, B2.ip4)
+    ipvsadm_add(SVC6, B1.ip6, sched="wlc")
+    ipvsadm_add(TCP4, B1.ip4, weight=3)
+    absent = ServiceKey(L4Protocol.UDP, VIP4, 5353)
+    whole = {vs.key: vs for vs in ipvs.list_services()}
+    assert ipvs.get_services([SVC6, absent, SVC4]) == [whole[SVC4], whole[SVC6]]
+    assert ipvs.get_services([absent]) == []
+    ipvs.remove_real_server(SVC4, Endpoint(B2.ip4, 53))
+    [svc4] = ipvs.get_services([SVC4])
+    assert {rs.endpoint for rs in svc4.real_servers} == {Endpoint(B1.ip4, 53)}
+    assert ipvs.sockets_opened == 1
+
+
 @pytest.mark.parametrize("svc", [SVC4, SVC6], ids=["ipv4", "ipv6"])
 def test_remove_real_server_verb_del(node: Lab, ipvs: NetlinkIPVS, svc: ServiceKey) -> None:
     """F2: ``dest('del')`` removes exactly one real server; absent is False, not an error."""
