@@ -89,7 +89,7 @@ def _rows() -> list[Row]:
             errnos * (len(s.IPVS_SENSING_CALLS) + 2 * len(s.CONNTRACK_SENSING_CALLS)),
             "the signal is unknown and named in problems (ctnetlink falls back to /proc where it can)",
             _t("test_input_sensing")),
-        Row("Node input", f"netlink errors ({errnos} errno) while removing a stale real server",
+        Row("Node input", f"netlink errors ({errnos} errno) while removing a stale real server, at its lookup and at its removal",
             errnos * len(s.IPVS_REPAIR_CALLS), "a Failed result naming the step and the cause (ENOENT/ESRCH: "
             "already clean)", _t("test_input_sensing")),
         Row("Security", "writers of a NodeProxyHealth against the chart's ValidatingAdmissionPolicy (CEL evaluated)",
