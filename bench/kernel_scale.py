@@ -230,6 +230,8 @@ def main() -> int:
         ip_batch([f"addr add 10.0.{100 + j}.{2 + h}/32 dev eth0" for j in range(3) for h in (0, 1)], CLIENT)
         ip_batch(
             [
+                # VIPs must be local addresses for IPVS to see their packets, as on kube-ipvs0.
+                *(f"addr add {address}/32 dev pmk-vip" for address in (*SELECTED[1:], BUSY)),
                 "route add 10.1.0.0/16 dev pmk-b1n",
                 "route add 10.2.0.0/16 dev pmk-b1n",
                 "route add 10.0.0.0/8 dev pmk-cn",

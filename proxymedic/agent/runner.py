@@ -17,10 +17,12 @@ import aiohttp
 from proxymedic.agent.agent import NodeAgent
 from proxymedic.agent.liveness import InUse, in_use
 from proxymedic.agent.metrics import AgentMetrics
+from proxymedic.agent.scope import node_internal_ips, policy_scope, sensing_keys
 from proxymedic.agent.sensing import REPORTED_SYSCTLS
 from proxymedic.api.health import NodeProxyHealthStatus
+from proxymedic.api.policy import SensingScope
 from proxymedic.kube.client import ApiError, ConflictError, GoneError, KubeClient, NotFoundError, retry_delay
-from proxymedic.kube.resources import ENDPOINT_SLICES, INTENTS, NODE_HEALTHS, NODES
+from proxymedic.kube.resources import ENDPOINT_SLICES, INTENTS, NODE_HEALTHS, NODES, POLICIES
 
 logger = logging.getLogger("proxymedic.agent")
 
@@ -73,6 +75,8 @@ class AgentRunner:
         self.metrics = metrics or AgentMetrics()
         self._report_now = asyncio.Event()
         self._finding_types: set[str] = set()
+        self._node_addresses: tuple[str, ...] = ()
+        self._scopes: dict[str, SensingScope | None] = {}
         self.writes = 0
         self.rounds = 0
         """Sensing rounds finished, whether or not they wrote a report (a wait for a fresh look)."""
@@ -86,6 +90,7 @@ class AgentRunner:
         await self._retrying("read node labels", self._load_labels, stop)
         tasks = [
             asyncio.create_task(self._watch_intents(stop), name=f"intents:{self.node}"),
+            asyncio.create_task(self._watch_policies(stop), name=f"policies:{self.node}"),
             asyncio.create_task(self._report_loop(stop), name=f"report:{self.node}"),
         ]
         try:
@@ -137,6 +142,7 @@ class AgentRunner:
         except NotFoundError:
             return
         self.agent.node_labels = dict(node_obj.get("metadata", {}).get("labels") or {})
+        self._node_addresses = node_internal_ips(node_obj)
 
     async def backends_in_use(self, namespace: str, service: str) -> InUse:
         """The Service's backends in use now: NodeAgent's ``live_now`` on a cluster."""
@@ -175,6 +181,47 @@ class AgentRunner:
                 attempt += 1
                 delay = retry_delay(exc, random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**attempt)))
                 logger.warning("watching intents failed (%s); retrying in %.1f s", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    def _rescope(self) -> None:
+        """Look up what the policies list from the next round on; report at once when it changed."""
+        sense = self.agent.settings.sense
+        keys = sensing_keys(self._scopes.values(), self._node_addresses)
+        if keys != sense.virtual_servers:
+            logger.info(
+                "sensing %s",
+                "the whole IPVS table" if keys is None else f"{len(keys)} virtual servers the policies list",
+            )
+            sense.virtual_servers = keys
+            self._report_now.set()
+
+    async def _watch_policies(self, stop: asyncio.Event) -> None:
+        """Follow every policy's ``status.sensing``; until they are read, the agent dumps its table."""
+        attempt = 0
+        while not stop.is_set():
+            try:
+                items, version = await self.client.list(POLICIES)
+                self._scopes = {
+                    str((item.get("metadata") or {}).get("name")): policy_scope(item) for item in items
+                }
+                self._rescope()
+                attempt = 0
+                while not stop.is_set():
+                    async for event in self.client.watch(POLICIES, version):
+                        version = event.resource_version or version
+                        name = str((event.object.get("metadata") or {}).get("name"))
+                        if event.type == "DELETED":
+                            self._scopes.pop(name, None)
+                        elif event.type in ("ADDED", "MODIFIED"):
+                            self._scopes[name] = policy_scope(event.object)
+                        self._rescope()
+            except GoneError:
+                continue
+            except TRANSIENT as exc:
+                attempt += 1
+                delay = retry_delay(exc, random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**attempt)))
+                logger.warning("watching policies failed (%s); retrying in %.1f s", exc, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
 

@@ -19,8 +19,10 @@ from proxymedic.api.types import (
     CountOrPercent,
     Duration,
     DurationBounds,
+    IPAddressStr,
     NamespaceName,
     Percent,
+    Port,
     TimeZoneName,
     cel,
 )
@@ -267,6 +269,40 @@ class LastRemediation(ApiModel):
     message: Annotated[str, Field(max_length=1024)] = ""
 
 
+MAX_SENSED_VIRTUAL_SERVERS = 512
+"""As many as a node report holds: a policy selecting more has agents dump their whole table."""
+
+
+class SensedAddress(ApiModel):
+    """A virtual server the same on every node: a ClusterIP, externalIP or load-balancer IP."""
+
+    address: IPAddressStr
+    port: Port
+    protocol: ServiceProtocol
+
+
+class SensedNodePort(ApiModel):
+    """A NodePort: a virtual server on each of a node's InternalIPs."""
+
+    port: Port
+    protocol: ServiceProtocol
+
+
+class SensingScope(ApiModel):
+    """What agents look up for this policy, written by the operator: the virtual servers of the
+    Services it governs. Agents look up exactly these instead of dumping their node's IPVS table,
+    so a round's cost follows what policies select; where the list would be longer than
+    ``MAX_SENSED_VIRTUAL_SERVERS``, ``complete`` is false and agents dump their table."""
+
+    virtual_servers: Annotated[list[SensedAddress], Field(max_length=MAX_SENSED_VIRTUAL_SERVERS)] = Field(
+        default_factory=list
+    )
+    node_ports: Annotated[list[SensedNodePort], Field(max_length=MAX_SENSED_VIRTUAL_SERVERS)] = Field(
+        default_factory=list
+    )
+    complete: StrictBool = True
+
+
 class ProxyHealthPolicyStatus(ApiModel):
     observed_generation: Annotated[int, Field(ge=0)] | None = None
     conditions: Annotated[list[Condition], Field(max_length=16)] = Field(
@@ -277,6 +313,7 @@ class ProxyHealthPolicyStatus(ApiModel):
     selected_nodes: Annotated[int, Field(ge=0)] | None = None
     counters: PolicyCounters = Field(default_factory=PolicyCounters)
     last_remediation: LastRemediation | None = None
+    sensing: SensingScope | None = None
 
 
 class ProxyHealthPolicy(ApiModel):

@@ -194,10 +194,16 @@ class Controller:
     # --- Services and their EndpointSlices ------------------------------------------------
 
     def service_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        named = ServiceRef(str(meta.get("namespace")), str(meta.get("name")))
+        before = self.cluster.governing(named)
         ref = self.cluster.set_service(body, deleted=event_type == "DELETED")
         if ref is None:
-            meta = body.get("metadata") or {}
-            self.cluster.acted.pop(ServiceRef(str(meta.get("namespace")), str(meta.get("name"))), None)
+            self.cluster.acted.pop(named, None)
+        # The governing policies' status lists the virtual servers agents look up.
+        for policy in (before, self.cluster.governing(named)):
+            if policy is not None and (entry := self.cluster.policies.get(policy.metadata.name)):
+                entry.status_dirty = True
 
     def slice_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         ref = self.cluster.set_slice(body, deleted=event_type == "DELETED", now=self.now())

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from proxymedic.api.meta import Condition, ConditionStatus, resource_dict, set_condition
-from proxymedic.api.policy import PolicyCounters, ProxyHealthPolicy, ProxyHealthPolicyStatus
+from proxymedic.api.policy import PolicyCounters, ProxyHealthPolicy, ProxyHealthPolicyStatus, SensingScope
 from proxymedic.kube.client import ApiError, KubeClient, NotFoundError
 from proxymedic.kube.events import EventRecorder
 from proxymedic.kube.resources import POLICIES
 from proxymedic.operator.planner import policy_covers
+from proxymedic.operator.sensing_scope import sensing_scope
 from proxymedic.operator.state import Cluster, PolicyEntry
 from proxymedic.operator.sysctl_gaps import policy_condition
 
@@ -56,7 +57,10 @@ class PolicyStatusWriter:
                 _condition("Active", False, "Invalid", "an invalid policy is not applied", now, generation),
             )
             self._conditions[name] = conditions
-            return ProxyHealthPolicyStatus(observed_generation=generation, conditions=conditions)
+            # Nothing to look up for agents: an invalid policy governs no Service.
+            return ProxyHealthPolicyStatus(
+                observed_generation=generation, conditions=conditions, sensing=SensingScope()
+            )
 
         conditions = set_condition(conditions, _condition("Accepted", True, "Valid", "", now, generation))
         paused = policy.paused
@@ -85,13 +89,22 @@ class PolicyStatusWriter:
             conditions, policy_condition(name, self.cluster.sysctl_gaps, now, generation)
         )
         self._conditions[name] = conditions
+        selected = list(self.cluster.selected_services(policy))
         return ProxyHealthPolicyStatus(
             observed_generation=generation,
             conditions=conditions,
-            selected_services=sum(1 for _ in self.cluster.selected_services(policy)),
+            selected_services=len(selected),
             selected_nodes=len(self.cluster.selected_nodes(policy, now)),
             counters=PolicyCounters(**dataclasses.asdict(entry.counters)),
             last_remediation=entry.last_remediation,
+            sensing=sensing_scope(
+                (
+                    spec
+                    for service in selected
+                    if (spec := self.cluster.service_specs.get(service.ref)) is not None
+                ),
+                {str(protocol) for protocol in policy.spec.services.protocols},
+            ),
         )
 
     def _degraded(self, policy: ProxyHealthPolicy, entry: PolicyEntry) -> tuple[bool, str, str]:

@@ -305,6 +305,7 @@ OPERATOR_NEEDS = (
 AGENT_NEEDS = (
     _grants(CLUSTER, "", "nodes", "get")
     | _grants(CLUSTER, "proxymedic.io", "remediationintents", "list", "watch")
+    | _grants(CLUSTER, "proxymedic.io", "proxyhealthpolicies", "list", "watch")
     | _grants(CLUSTER, "discovery.k8s.io", "endpointslices", "list")
     | _grants(CLUSTER, "proxymedic.io", "nodeproxyhealths", "create")
     | _grants(CLUSTER, "proxymedic.io", "nodeproxyhealths/status", "patch")
