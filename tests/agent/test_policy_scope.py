@@ -83,14 +83,16 @@ def test_the_agent_looks_up_the_union_with_node_ports_on_its_internal_ips() -> N
     addresses = node_internal_ips(node)
     assert addresses == ("172.18.0.2",)
     keys = sensing_keys([sensing_scope([DNS], {"UDP", "TCP"}), sensing_scope([EDGE], {"UDP"})], addresses)
-    assert keys == {
-        udp("10.96.0.10", 53),
-        udp("fd00::a", 53),
-        udp("10.96.7.7", 8053),
-        udp("192.0.2.9", 8053),
-        udp("198.51.100.4", 8053),
-        udp("172.18.0.2", 30053),
-    }, "TCP entries are left out: reports carry UDP virtual servers only"
+    assert keys == frozenset(
+        {
+            udp("10.96.0.10", 53),
+            udp("fd00::a", 53),
+            udp("10.96.7.7", 8053),
+            udp("192.0.2.9", 8053),
+            udp("198.51.100.4", 8053),
+            udp("172.18.0.2", 30053),
+        }
+    ), "TCP entries are left out: reports carry UDP virtual servers only"
 
 
 def test_no_policy_means_nothing_to_look_up() -> None:
