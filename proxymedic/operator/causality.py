@@ -106,9 +106,9 @@ class Evidence:
         """These backends of the Service just became live or dead."""
         changed = list(backends)
         if changed:
-            baseline = self.baseline()
+            entry = (self.baseline(), now)  # one tuple for all: a Service lists many backends
             for backend in changed:
-                self.backends[(ref, backend)] = (baseline, now)
+                self.backends[(ref, backend)] = entry
 
     def restarted(self, node: str) -> None:
         self.restarts[node] = {node: self.latest.get(node, {})}
