@@ -146,7 +146,8 @@ def _spawn(
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", module, *args]
     if traced is not None:
-        command = [sys.executable, "-X", "tracemalloc=8", "-c", _TRACED, str(traced), *args]
+        frames = os.environ.get("BENCH_TRACEMALLOC_FRAMES", "1")  # more: slower, and the sync may not end
+        command = [sys.executable, "-X", f"tracemalloc={frames}", "-c", _TRACED, str(traced), *args]
     with log.open("wb") as out:
         return subprocess.Popen(
             command,

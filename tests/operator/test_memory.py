@@ -35,7 +35,9 @@ def _slice(name: str, addresses: list[str], node: str | None = None) -> dict[str
 
 def test_a_slice_is_held_with_one_copy_of_each_address_and_shared_empty_sets() -> None:
     cluster = Cluster()
-    cluster.set_slice(_slice("a", ["10.0.0.1", "10.0.0.2"], node="-".join(["node", "1"])), deleted=False, now=NOW)
+    cluster.set_slice(
+        _slice("a", ["10.0.0.1", "10.0.0.2"], node="-".join(["node", "1"])), deleted=False, now=NOW
+    )
     cluster.set_slice(_slice("b", ["10.0.0.3"], node="-".join(["node", "1"])), deleted=False, now=NOW)
     ref = ServiceRef("ns", "svc")
     specs = [cluster.slice_specs[(ref, name)] for name in ("a", "b")]
@@ -62,7 +64,7 @@ def test_the_backends_of_one_change_share_one_baseline() -> None:
     evidence = Evidence()
     ref = ServiceRef("ns", "svc")
     evidence.backends_changed(ref, ["10.0.0.1", "10.0.0.2"], NOW)
-    assert evidence.backends[(ref, "10.0.0.1")] is evidence.backends[(ref, "10.0.0.2")]
+    assert evidence.backends[ref]["10.0.0.1"] is evidence.backends[ref]["10.0.0.2"]
 
 
 async def test_kopf_remembers_only_the_objects_of_kinds_that_need_it() -> None:
