@@ -5,7 +5,6 @@ Nothing here talks to the API server; the handlers feed it and the controller qu
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ from pydantic import ValidationError
 from proxymedic.api.errors import describe_errors
 from proxymedic.api.health import NodeProxyHealth, NodeProxyHealthStatus
 from proxymedic.api.policy import LastRemediation, ProxyHealthPolicy
-from proxymedic.expectation import NodeSpec, ServiceSpec, SliceSpec
+from proxymedic.expectation import NodeSpec, ServiceSpec
 from proxymedic.expectation import parse_node as parse_node_spec
 from proxymedic.expectation import parse_service as parse_service_spec
 from proxymedic.expectation import parse_slice as parse_slice_spec
@@ -33,33 +32,12 @@ from proxymedic.operator.causality import Evidence
 from proxymedic.operator.drift import Ladder, SelectedVip, Selection, VipKey
 from proxymedic.operator.expected import NodeSelection
 from proxymedic.operator.guardrails import HOUR, ActionRecord
+from proxymedic.operator.held import HeldSlice
 from proxymedic.operator.planner import covering_policy
 from proxymedic.operator.sysctl_gaps import SysctlGap
 
 AGENT_SILENT_AFTER = timedelta(minutes=15)
 """An agent that has not reported for this long is not counted as a target of new intents."""
-
-
-_NO_NAMES: frozenset[str] = frozenset()
-
-
-def _compact(spec: SliceSpec, namespace: str) -> SliceSpec:
-    """The slice as held for every EndpointSlice of the cluster, without the copies parsing makes:
-    its endpoints' empty hint sets (a new 216-byte frozenset each; two per endpoint, the largest
-    part of the operator's memory at 100,000 endpoints) become one shared set, and node names
-    one interned string per node."""
-    endpoints = tuple(
-        endpoint
-        if not (endpoint.zone_hints == _NO_NAMES or endpoint.node_hints == _NO_NAMES or endpoint.node_name)
-        else replace(
-            endpoint,
-            node_name=sys.intern(endpoint.node_name) if endpoint.node_name else None,
-            zone_hints=endpoint.zone_hints or _NO_NAMES,
-            node_hints=endpoint.node_hints or _NO_NAMES,
-        )
-        for endpoint in spec.endpoints
-    )
-    return replace(spec, namespace=namespace, endpoints=endpoints)
 
 
 @dataclass
@@ -95,9 +73,10 @@ class Cluster:
     nodes: dict[str, Mapping[str, str]] = field(default_factory=dict)
     """Node name → labels."""
     service_specs: dict[ServiceRef, ServiceSpec] = field(default_factory=dict)
-    slice_specs: dict[tuple[ServiceRef, str], SliceSpec] = field(default_factory=dict)
+    held_slices: dict[tuple[ServiceRef, str], HeldSlice] = field(default_factory=dict)
     node_specs: dict[str, NodeSpec] = field(default_factory=dict)
-    """Services, EndpointSlices and Nodes as kube-proxy reads them: what each node should have."""
+    """Services, EndpointSlices and Nodes as kube-proxy reads them: what each node should have.
+    The slices compact (operator/held.py): their SliceSpec is built for the selected ones only."""
     node_uids: dict[str, str] = field(default_factory=dict)
     healths: dict[str, NodeProxyHealthStatus] = field(default_factory=dict)
     evidence: Evidence = field(default_factory=Evidence)
@@ -178,9 +157,9 @@ class Cluster:
         else:
             endpoints.slices[name] = state
         if spec is None:
-            self.slice_specs.pop((ref, name), None)
+            self.held_slices.pop((ref, name), None)
         else:
-            self.slice_specs[(ref, name)] = _compact(spec, ref.namespace)
+            self.held_slices[(ref, name)] = HeldSlice.of(spec, ref.namespace)
         # Backends that became live or dead (all live ones at first sight: they may have just become
         # so): reports the operator already holds were sensed before the change and prove nothing of it.
         self.evidence.backends_changed(ref, before ^ endpoints.in_use(), now or datetime.now(UTC))
@@ -298,7 +277,8 @@ class Cluster:
                 for vip in service.cluster_ips:
                     key = (vip, port.port, port.protocol)
                     result[key] = SelectedVip(service.ref, policy.metadata.name, live, target)
-        slices = self.slice_specs.values()
+        chosen = {(selected.service.namespace, selected.service.name) for selected in result.values()}
+        slices = [held.spec() for held in self.held_slices.values() if held.service_key in chosen]
         return NodeSelection(
             result, self.service_specs.values(), slices, self.node_specs, frozenset(protocols)
         )

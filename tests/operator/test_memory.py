@@ -3,13 +3,16 @@ for the kinds it only reacts to (the footprint at 10,000 Services, docs/benchmar
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from proxymedic.api.meta import API_VERSION
+from proxymedic.expectation import parse_slice as parse_slice_spec
 from proxymedic.operator.backends import ServiceEndpoints, ServiceRef, SliceState
 from proxymedic.operator.causality import Evidence
 from proxymedic.operator.handlers import EventOnlyMemories
+from proxymedic.operator.held import HeldSlice
 from proxymedic.operator.state import Cluster
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -35,12 +38,11 @@ def _slice(name: str, addresses: list[str], node: str | None = None) -> dict[str
 
 def test_a_slice_is_held_with_one_copy_of_each_address_and_shared_empty_sets() -> None:
     cluster = Cluster()
-    cluster.set_slice(
-        _slice("a", ["10.0.0.1", "10.0.0.2"], node="-".join(["node", "1"])), deleted=False, now=NOW
-    )
+    node = "-".join(["node", "1"])  # not a constant: a string of its own, as JSON decoding makes
+    cluster.set_slice(_slice("a", ["10.0.0.1", "10.0.0.2"], node=node), deleted=False, now=NOW)
     cluster.set_slice(_slice("b", ["10.0.0.3"], node="-".join(["node", "1"])), deleted=False, now=NOW)
     ref = ServiceRef("ns", "svc")
-    specs = [cluster.slice_specs[(ref, name)] for name in ("a", "b")]
+    specs = [cluster.held_slices[(ref, name)].spec() for name in ("a", "b")]
     endpoints = [endpoint for spec in specs for endpoint in spec.endpoints]
     hints = {id(e.zone_hints) for e in endpoints} | {id(e.node_hints) for e in endpoints}
     assert len(hints) == 1  # one shared empty set, not two new ones per endpoint
@@ -49,6 +51,28 @@ def test_a_slice_is_held_with_one_copy_of_each_address_and_shared_empty_sets() -
     by_value = {address: address for address in state.ready}
     assert all(e.address is by_value[e.address] for e in specs[0].endpoints)  # one string per address
     assert state.serving_terminating is cluster.endpoints[ref].slices["b"].serving_terminating
+
+
+def test_a_held_slice_gives_back_what_the_expectation_parses() -> None:
+    raw = _slice("a", ["10.0.0.1", "fd00::1", "10.0.0.2", "10.0.0.3", "10.0.0.4"], node="node-1")
+    raw["metadata"].pop("namespace")  # held under the Service's namespace, as the Cluster has it
+    endpoints = raw["endpoints"]
+    endpoints[1]["conditions"] = {"ready": False, "serving": True, "terminating": True}
+    endpoints[2]["conditions"] = {"ready": False, "serving": False, "terminating": True}
+    endpoints[3]["hints"] = {"forZones": [{"name": "z1"}], "forNodes": [{"name": "node-2"}]}
+    endpoints[4].pop("nodeName")
+    endpoints[4]["conditions"] = {}
+    parsed = parse_slice_spec(raw)
+    assert parsed is not None
+    held = HeldSlice.of(parsed, "ns")
+    assert held.spec() == replace(parsed, namespace="ns")
+    assert held.spec() is held.spec()  # built once
+    plain = HeldSlice.of(replace(parsed, endpoints=parsed.endpoints[:1]), "ns")
+    assert plain.hints is None  # no endpoint with hints: none kept
+    assert len(parsed.endpoints) == 4  # the IPv6 address is not the IPv4 slice's
+    unnamed = replace(parsed, endpoints=parsed.endpoints[3:])
+    assert HeldSlice.of(unnamed, "ns").nodes is None  # no endpoint names its node: none kept
+    assert HeldSlice.of(unnamed, "ns").spec() == replace(unnamed, namespace="ns")
 
 
 def test_in_use_of_one_slice_is_that_slice_s_set() -> None:
