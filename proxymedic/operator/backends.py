@@ -9,14 +9,27 @@ answers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from proxymedic.expectation.model import SlicePortSpec as SlicePort
 from proxymedic.expectation.model import canonical_ip
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+_H = TypeVar("_H", bound=Hashable)
+_SHARED: dict[Any, Any] = {}
+_SHARED_MAX = 4096
+
+
+def share(value: _H) -> _H:
+    """One object for equal immutable values (the port lists most Services and slices repeat):
+    a bounded table, emptied when full."""
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    return _SHARED.setdefault(value, value)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, order=True)
@@ -84,8 +97,9 @@ def parse_slice(obj: Mapping[str, Any]) -> tuple[ServiceRef, str, SliceState] | 
         for p in obj.get("ports") or []
         if isinstance(p.get("port"), int)
     )
-    state = SliceState(_frozen(ready), _frozen(serving_terminating), ports)
-    return ServiceRef(str(meta.get("namespace", "")), str(service)), str(meta.get("name", "")), state
+    state = SliceState(_frozen(ready), _frozen(serving_terminating), share(ports))
+    namespace = sys.intern(str(meta.get("namespace", "")))
+    return ServiceRef(namespace, str(service)), str(meta.get("name", "")), state
 
 
 @dataclass
@@ -192,11 +206,11 @@ def parse_service(obj: Mapping[str, Any]) -> ServiceInfo | None:
         if isinstance(p.get("port"), int)
     )
     return ServiceInfo(
-        ref=ServiceRef(str(meta.get("namespace", "")), str(meta.get("name", ""))),
+        ref=ServiceRef(sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", ""))),
         uid=str(meta.get("uid", "")),
         labels=dict(meta.get("labels") or {}),
         cluster_ips=cluster_ips,
-        ports=ports,
+        ports=share(ports),
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from proxymedic.expectation import SliceSpec
 from proxymedic.expectation.model import EndpointSpec, Family, SlicePortSpec
+from proxymedic.operator.backends import share
 
 _READY, _SERVING, _TERMINATING = 1, 2, 4
 _NO_NAMES: frozenset[str] = frozenset()
@@ -46,14 +47,9 @@ class HeldSlice:
             service=spec.service,
             name=spec.name,
             family=spec.family,
-            ports=spec.ports,
+            ports=share(spec.ports),  # the very tuple the SliceState of the same object has
             addresses=tuple(e.address for e in endpoints),
-            flags=bytes(
-                (_READY if e.ready else 0)
-                | (_SERVING if e.serving else 0)
-                | (_TERMINATING if e.terminating else 0)
-                for e in endpoints
-            ),
+            flags=bytes(_flags(e) for e in endpoints),
             nodes=nodes if any(nodes) else None,
             hints=hints if any(zone or node for zone, node in hints) else None,
         )

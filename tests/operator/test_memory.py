@@ -109,3 +109,22 @@ async def test_kopf_remembers_only_the_objects_of_kinds_that_need_it() -> None:
     await memories.recall(unknown)  # type: ignore[arg-type]
     assert await memories.recall(policy) is first  # type: ignore[arg-type]  # the timer's state lives on
     assert len(list(memories.iter_all_memories())) == 2
+
+
+def test_a_service_and_its_slices_share_one_reference_and_one_port_list() -> None:
+    cluster = Cluster()
+    service: dict[str, Any] = {
+        "metadata": {"name": "svc", "namespace": "".join(["n", "s"]), "uid": "u"},
+        "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "p", "protocol": "UDP", "port": 53}]},
+    }
+    other = {**service, "metadata": {**service["metadata"], "name": "other"}}
+    assert cluster.set_service(service, deleted=False) is not None
+    assert cluster.set_service(other, deleted=False) is not None
+    ref = cluster.set_slice(_slice("a", ["10.0.0.1"]), deleted=False, now=NOW)
+    info = cluster.services[ServiceRef("ns", "svc")]
+    assert ref is info.ref
+    assert next(iter(cluster.endpoints)) is info.ref
+    assert info.ports is cluster.services[ServiceRef("ns", "other")].ports
+    assert info.ref.namespace is cluster.services[ServiceRef("ns", "other")].ref.namespace
+    held = cluster.held_slices[(ref, "a")]
+    assert held.ports is cluster.endpoints[ref].slices["a"].ports
