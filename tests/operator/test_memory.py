@@ -1,5 +1,5 @@
 """What the operator keeps per watched object: compact state, no copies, no framework memories
-for the kinds it only reacts to (the footprint at 10,000 Services, docs/benchmarks.md)."""
+for the kinds it only reacts to (the footprint at 10,000 Services, docs/benchmarks-notes.md)."""
 
 from __future__ import annotations
 
