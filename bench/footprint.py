@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -125,10 +126,31 @@ def _health(node: str, now: datetime) -> dict[str, Any]:
     }
 
 
-def _spawn(args: list[str], log: Path, module: str = "proxymedic.cli.main") -> subprocess.Popen[bytes]:
+_TRACED = """
+import os, signal, sys, tracemalloc
+from pathlib import Path
+dumps = iter(range(1000))
+def dump(*_):
+    path = Path(sys.argv[1]) / f"snapshot-{next(dumps)}.tracemalloc"
+    tracemalloc.take_snapshot().dump(f"{path}.part")
+    os.rename(f"{path}.part", path)
+signal.signal(signal.SIGUSR1, dump)
+from proxymedic.cli.main import main
+sys.exit(main(sys.argv[2:]))
+"""
+"""The operator with tracemalloc on: SIGUSR1 dumps a snapshot into the directory given first."""
+
+
+def _spawn(
+    args: list[str], log: Path, module: str = "proxymedic.cli.main", traced: Path | None = None
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", module, *args]
+    if traced is not None:
+        frames = os.environ.get("BENCH_TRACEMALLOC_FRAMES", "1")  # more: slower, and the sync may not end
+        command = [sys.executable, "-X", f"tracemalloc={frames}", "-c", _TRACED, str(traced), *args]
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            command,
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -152,8 +174,14 @@ async def operator_footprint(
     churn_per_second: float = 20.0,
     idle_seconds: float = 20.0,
     churn_seconds: float = 60.0,
+    traced: Path | None = None,
 ) -> dict[str, Any]:
-    """The operator's RSS and CPU: after its initial sync (idle), and while EndpointSlices churn."""
+    """The operator's RSS and CPU: after its initial sync (idle), and while EndpointSlices churn.
+
+    ``traced``: run the operator under tracemalloc and dump a snapshot into this directory at the
+    end of the idle phase (``snapshot-0``) and of the churn (``snapshot-1``); the figures are then
+    those of a traced process, heavier and slower than the real one.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="proxymedic-bench-"))
     rng = random.Random(7)
     emulator = KubernetesApiEmulator(keep_requests=False, history_size=20_000)
@@ -202,6 +230,7 @@ async def operator_footprint(
                 "",
             ],
             workdir / "operator.log",
+            traced=traced,
         )
         sampler = Sampler(process.pid)
         started = time.monotonic()
@@ -227,11 +256,13 @@ async def operator_footprint(
                         break
                 synced_after = time.monotonic() - started
                 idle = await sampler.run(idle_seconds)
+                await _snapshot(process, traced, 0)
                 churn_task = asyncio.create_task(_churn(client, rng, ips, udp, churn_per_second, pod))
                 heartbeat_task = asyncio.create_task(_heartbeats(client, nodes))
                 churn = await sampler.run(churn_seconds)
                 churn_task.cancel()
                 heartbeat_task.cancel()
+                await _snapshot(process, traced, 1)
                 changes = 0
                 for task in (churn_task, heartbeat_task):
                     with contextlib.suppress(asyncio.CancelledError):
@@ -260,6 +291,17 @@ async def operator_footprint(
 
 
 _churn_count = [0]
+
+
+async def _snapshot(process: subprocess.Popen[bytes], traced: Path | None, number: int) -> None:
+    """Have a traced operator dump its allocations, and wait until the dump is written."""
+    if traced is None:
+        return
+    process.send_signal(signal.SIGUSR1)
+    path = traced / f"snapshot-{number}.tracemalloc"
+    async with asyncio.timeout(300):
+        while not path.exists():  # noqa: ASYNC110 - another process renames it once written
+            await asyncio.sleep(0.5)
 
 
 def _all() -> Any:
@@ -391,3 +433,86 @@ async def _kubernetes_client_share() -> float:
 
 
 __all__ = ["agent_footprint", "operator_footprint", "timedelta"]
+
+
+def cluster_state(services: int = 10_000, endpoints_per_service: int = 10, nodes: int = 1_000) -> list[str]:
+    """What the operator's Cluster holds for the benchmark's objects, without Kopf or a process:
+    tracemalloc's total and top allocation sites (file:line) after feeding it every object."""
+    import gc
+    import tracemalloc
+
+    from proxymedic.operator.state import Cluster
+
+    tracemalloc.start()
+    gc.collect()
+    base = tracemalloc.get_traced_memory()[0]
+    cluster, now, pod = Cluster(), datetime.now(UTC), 0
+    for n in range(nodes):
+        cluster.set_node({"metadata": {"name": f"node-{n:05d}", "uid": f"uid-node-{n}"}}, deleted=False)
+    for i in range(services):
+        udp = i < services * 0.1
+        service = _service(i, udp)
+        service["metadata"]["uid"] = f"{i:08d}-aaaa-bbbb-cccc-000000000000"
+        cluster.set_service(service, deleted=False)
+        slice_ = _slice(i, udp, [_ip(pod + k) for k in range(endpoints_per_service)])
+        slice_["metadata"] |= {"uid": f"{i:08d}-dddd-bbbb-cccc-000000000000", "generation": 1}
+        cluster.set_slice(slice_, deleted=False, now=now)
+        pod += endpoints_per_service
+    for n in range(nodes):
+        cluster.set_health(f"node-{n:05d}", _health(f"node-{n:05d}", now), now)
+    gc.collect()
+    total = tracemalloc.get_traced_memory()[0] - base
+    stats = tracemalloc.take_snapshot().statistics("lineno")
+    tracemalloc.stop()
+    endpoints = services * endpoints_per_service
+    lines = [f"Cluster: {total / 2**20:.1f} MiB ({services} Services, {endpoints} endpoints)"]
+    root = str(Path(__file__).resolve().parent.parent) + "/"
+    for stat in stats[:25]:
+        frame = stat.traceback[0]
+        where = f"{frame.filename.removeprefix(root)}:{frame.lineno}"
+        lines.append(f"{stat.size / 2**20:8.2f} MiB {stat.count:8d}  {where}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.footprint operator``: the operator's footprint alone (or the agent's),
+    printed as JSON without the RSS series; ``cluster-state``: the operator's Cluster alone,
+    under tracemalloc (seconds, not minutes)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m bench.footprint")
+    parser.add_argument("which", choices=("operator", "agent", "cluster-state"))
+    parser.add_argument("--services", type=int, default=10_000)
+    parser.add_argument("--nodes", type=int, default=1_000)
+    parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument("--churn-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--tracemalloc",
+        type=Path,
+        metavar="DIR",
+        help="run the operator under tracemalloc; snapshots after the idle phase and the churn go to DIR",
+    )
+    args = parser.parse_args(argv)
+    if args.which == "cluster-state":
+        print("\n".join(cluster_state(args.services, nodes=args.nodes)))
+        return 0
+    if args.which == "agent":
+        result = asyncio.run(agent_footprint())
+    else:
+        result = asyncio.run(
+            operator_footprint(
+                services=args.services,
+                nodes=args.nodes,
+                idle_seconds=args.idle_seconds,
+                churn_seconds=args.churn_seconds,
+                traced=args.tracemalloc,
+            )
+        )
+        result.pop("rss_series")
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

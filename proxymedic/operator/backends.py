@@ -9,14 +9,27 @@ answers.
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from proxymedic.expectation.model import SlicePortSpec as SlicePort
+from proxymedic.expectation.model import canonical_ip
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+_H = TypeVar("_H", bound=Hashable)
+_SHARED: dict[Any, Any] = {}
+_SHARED_MAX = 4096
+
+
+def share(value: _H) -> _H:
+    """One object for equal immutable values (the port lists most Services and slices repeat):
+    a bounded table, emptied when full."""
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    return _SHARED.setdefault(value, value)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, order=True)
@@ -38,10 +51,22 @@ class SliceState:
 
 
 def _canonical(address: Any) -> str | None:
-    try:
-        return str(ipaddress.ip_address(str(address)))
-    except ValueError:
-        return None
+    """The address in canonical form, None if it is not one (surrounding blanks included).
+
+    Through the expectation's cache: the SliceSpec parsed from the same object right after gets
+    the very same string, and the operator holds one copy of each address, not two.
+    """
+    text = str(address)
+    return canonical_ip(text) if text == text.strip() else None
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+def _frozen(addresses: set[str]) -> frozenset[str]:
+    """Python makes each empty frozenset anew (216 bytes): most slices have no terminating
+    endpoint, and an empty set is shared instead."""
+    return frozenset(addresses) if addresses else _NONE
 
 
 def parse_slice(obj: Mapping[str, Any]) -> tuple[ServiceRef, str, SliceState] | None:
@@ -72,8 +97,9 @@ def parse_slice(obj: Mapping[str, Any]) -> tuple[ServiceRef, str, SliceState] | 
         for p in obj.get("ports") or []
         if isinstance(p.get("port"), int)
     )
-    state = SliceState(frozenset(ready), frozenset(serving_terminating), ports)
-    return ServiceRef(str(meta.get("namespace", "")), str(service)), str(meta.get("name", "")), state
+    state = SliceState(_frozen(ready), _frozen(serving_terminating), share(ports))
+    namespace = sys.intern(str(meta.get("namespace", "")))
+    return ServiceRef(namespace, str(service)), str(meta.get("name", "")), state
 
 
 @dataclass
@@ -120,6 +146,9 @@ class ServiceEndpoints:
 
     def in_use(self) -> frozenset[str]:
         """The backends kube-proxy programs: the ready ones, else the serving terminating ones."""
+        if len(self.slices) == 1:  # most Services: the slice's own set, shared rather than copied
+            (only,) = self.slices.values()
+            return only.ready or only.serving_terminating
         ready = frozenset().union(*(s.ready for s in self.slices.values()))
         if ready:
             return ready
@@ -177,11 +206,11 @@ def parse_service(obj: Mapping[str, Any]) -> ServiceInfo | None:
         if isinstance(p.get("port"), int)
     )
     return ServiceInfo(
-        ref=ServiceRef(str(meta.get("namespace", "")), str(meta.get("name", ""))),
+        ref=ServiceRef(sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", ""))),
         uid=str(meta.get("uid", "")),
         labels=dict(meta.get("labels") or {}),
         cluster_ips=cluster_ips,
-        ports=ports,
+        ports=share(ports),
     )
 
 

@@ -63,8 +63,10 @@ class Evidence:
     mutated: baselines share them."""
     first: dict[str, dict[str, int]] = field(default_factory=dict)
     """Node → incarnation → the first round the operator saw of it."""
-    backends: dict[tuple[ServiceRef, str], tuple[Baseline, datetime]] = field(default_factory=dict)
-    """(Service, backend IP) → the baseline when it last became live or dead, and when (operator clock)."""
+    backends: dict[ServiceRef, dict[str, tuple[Baseline, datetime]]] = field(default_factory=dict)
+    """Service → backend IP → the baseline when it last became live or dead, and when (operator
+    clock). By Service, not by (Service, IP): every backend of the cluster has an entry, and a key
+    tuple each cost more than the entry."""
     restarts: dict[str, Baseline] = field(default_factory=dict)
     """Node → the baseline when the operator last restarted its kube-proxy."""
     received: dict[str, datetime] = field(default_factory=dict)
@@ -106,9 +108,10 @@ class Evidence:
         """These backends of the Service just became live or dead."""
         changed = list(backends)
         if changed:
-            baseline = self.baseline()
+            entry = (self.baseline(), now)  # one tuple for all: a Service lists many backends
+            backends = self.backends.setdefault(ref, {})
             for backend in changed:
-                self.backends[(ref, backend)] = (baseline, now)
+                backends[backend] = entry
 
     def restarted(self, node: str) -> None:
         self.restarts[node] = {node: self.latest.get(node, {})}
@@ -134,15 +137,15 @@ class Evidence:
         restart = self.restarts.get(node)
         if restart is not None and not self.after(node, round_, restart):
             return False
-        change = self.backends.get((service, backend)) if service is not None and backend else None
+        change = self.backends.get(service, {}).get(backend) if service is not None and backend else None
         return change is None or self.after(node, round_, change[0])
 
     def prune(self, live: Mapping[ServiceRef, frozenset[str]], now: datetime) -> None:
         """Forget the baselines of backends that left their Service long ago."""
         horizon = now - DEAD_BACKEND_MEMORY
-        for key in [
-            key
-            for key, (_, at) in self.backends.items()
-            if at < horizon and key[1] not in live.get(key[0], frozenset())
-        ]:
-            del self.backends[key]
+        for ref, backends in list(self.backends.items()):
+            in_use = live.get(ref, frozenset())
+            for backend in [b for b, (_, at) in backends.items() if at < horizon and b not in in_use]:
+                del backends[backend]
+            if not backends:
+                del self.backends[ref]

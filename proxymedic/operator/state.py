@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from proxymedic.api.errors import describe_errors
 from proxymedic.api.health import NodeProxyHealth, NodeProxyHealthStatus
 from proxymedic.api.policy import LastRemediation, ProxyHealthPolicy
-from proxymedic.expectation import NodeSpec, ServiceSpec, SliceSpec
+from proxymedic.expectation import NodeSpec, ServiceSpec
 from proxymedic.expectation import parse_node as parse_node_spec
 from proxymedic.expectation import parse_service as parse_service_spec
 from proxymedic.expectation import parse_slice as parse_slice_spec
@@ -27,11 +27,13 @@ from proxymedic.operator.backends import (
     parse_service,
     parse_slice,
     resolve_target_port,
+    share,
 )
 from proxymedic.operator.causality import Evidence
 from proxymedic.operator.drift import Ladder, SelectedVip, Selection, VipKey
 from proxymedic.operator.expected import NodeSelection
 from proxymedic.operator.guardrails import HOUR, ActionRecord
+from proxymedic.operator.held import HeldSlice
 from proxymedic.operator.planner import covering_policy
 from proxymedic.operator.sysctl_gaps import SysctlGap
 
@@ -72,9 +74,10 @@ class Cluster:
     nodes: dict[str, Mapping[str, str]] = field(default_factory=dict)
     """Node name → labels."""
     service_specs: dict[ServiceRef, ServiceSpec] = field(default_factory=dict)
-    slice_specs: dict[tuple[ServiceRef, str], SliceSpec] = field(default_factory=dict)
+    held_slices: dict[tuple[ServiceRef, str], HeldSlice] = field(default_factory=dict)
     node_specs: dict[str, NodeSpec] = field(default_factory=dict)
-    """Services, EndpointSlices and Nodes as kube-proxy reads them: what each node should have."""
+    """Services, EndpointSlices and Nodes as kube-proxy reads them: what each node should have.
+    The slices compact (operator/held.py): their SliceSpec is built for the selected ones only."""
     node_uids: dict[str, str] = field(default_factory=dict)
     healths: dict[str, NodeProxyHealthStatus] = field(default_factory=dict)
     evidence: Evidence = field(default_factory=Evidence)
@@ -124,12 +127,17 @@ class Cluster:
         self._revision += 1
         info = parse_service(raw)
         meta = raw.get("metadata") or {}
-        ref = ServiceRef(str(meta.get("namespace", "")), str(meta.get("name", "")))
+        # One ServiceRef per Service: its slices' state is keyed by this same object (set_slice).
+        ref = (
+            info.ref
+            if info is not None
+            else ServiceRef(str(meta.get("namespace", "")), str(meta.get("name", "")))
+        )
         spec = None if deleted else parse_service_spec(raw)
         if spec is None:
             self.service_specs.pop(ref, None)
         else:  # the same namespace as the ref, also when the object names none
-            self.service_specs[ref] = replace(spec, namespace=ref.namespace)
+            self.service_specs[ref] = replace(spec, namespace=ref.namespace, ports=share(spec.ports))
         if deleted or info is None:
             self.services.pop(ref, None)
             return None
@@ -144,7 +152,10 @@ class Cluster:
         if parsed is None:
             return None
         ref, name, state = parsed
-        if self._older_slice(ref, name, raw, deleted):
+        known = self.services.get(ref)
+        ref = known.ref if known is not None else ref  # the Service's own ServiceRef, not a copy
+        key = (ref, name)  # one tuple for the maps keyed by slice
+        if self._older_slice(key, raw, deleted):
             return None
         endpoints = self.endpoints.setdefault(ref, ServiceEndpoints())
         spec = None if deleted else parse_slice_spec(raw)
@@ -155,29 +166,29 @@ class Cluster:
         else:
             endpoints.slices[name] = state
         if spec is None:
-            self.slice_specs.pop((ref, name), None)
+            self.held_slices.pop(key, None)
         else:
-            self.slice_specs[(ref, name)] = replace(spec, namespace=ref.namespace)
+            self.held_slices[key] = HeldSlice.of(spec, ref.namespace)
         # Backends that became live or dead (all live ones at first sight: they may have just become
         # so): reports the operator already holds were sensed before the change and prove nothing of it.
         self.evidence.backends_changed(ref, before ^ endpoints.in_use(), now or datetime.now(UTC))
         return ref
 
-    def _older_slice(self, ref: ServiceRef, name: str, raw: Mapping[str, Any], deleted: bool) -> bool:
+    def _older_slice(self, key: tuple[ServiceRef, str], raw: Mapping[str, Any], deleted: bool) -> bool:
         """Whether this is an older version of a slice than the one held: a lagging cache's list, or
         the watch replayed after it. Judged, it would turn live backends dead again (the API server
         raises an EndpointSlice's generation on every change of its endpoints)."""
         meta = raw.get("metadata") or {}
         uid, generation = meta.get("uid"), meta.get("generation")
         if deleted:
-            self._slice_versions.pop((ref, name), None)
+            self._slice_versions.pop(key, None)
             return False
         if not isinstance(uid, str) or not isinstance(generation, int):
             return False
-        held = self._slice_versions.get((ref, name))
+        held = self._slice_versions.get(key)
         if held is not None and held[0] == uid and generation < held[1]:
             return True
-        self._slice_versions[(ref, name)] = (uid, generation)
+        self._slice_versions[key] = (uid, generation)
         return False
 
     def set_node(self, raw: Mapping[str, Any], deleted: bool) -> None:
@@ -275,7 +286,8 @@ class Cluster:
                 for vip in service.cluster_ips:
                     key = (vip, port.port, port.protocol)
                     result[key] = SelectedVip(service.ref, policy.metadata.name, live, target)
-        slices = self.slice_specs.values()
+        chosen = {(selected.service.namespace, selected.service.name) for selected in result.values()}
+        slices = [held.spec() for held in self.held_slices.values() if held.service_key in chosen]
         return NodeSelection(
             result, self.service_specs.values(), slices, self.node_specs, frozenset(protocols)
         )

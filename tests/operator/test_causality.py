@@ -289,7 +289,10 @@ def test_baselines_of_long_gone_backends_are_pruned() -> None:
     evidence = Evidence()
     evidence.backends_changed(DNS, [DEAD, LIVE], T0)
     evidence.prune({DNS: frozenset({LIVE})}, T0 + timedelta(hours=1))
-    assert set(evidence.backends) == {(DNS, LIVE)}
+    assert set(evidence.backends) == {DNS}
+    assert set(evidence.backends[DNS]) == {LIVE}
+    evidence.prune({}, T0 + timedelta(hours=1))  # the Service gone: nothing of it is left
+    assert evidence.backends == {}
     assert Sensed("a", 2).after(Sensed("a", 1))
     assert not Sensed("b", 2).after(Sensed("a", 1))
 
