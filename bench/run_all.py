@@ -22,6 +22,7 @@ from typing import Any
 
 from bench import operator_flood
 from bench.footprint import agent_footprint, operator_footprint
+from bench.kernel_vm import kernel_benchmarks
 from bench.measured import PRODUCTION_POLICY, NodeKind, Scenario, scenario
 from bench.rollout import STATUS_WRITE, Timing, run
 from proxymedic.sim.coredns import POLICY
@@ -43,6 +44,11 @@ class Plan:
     nodes_for_operator: int
     churn_seconds: float
     agent_seconds: float
+    kernel_sizes: str
+    """Connection entries for bench/kernel_flush.py, in the VM."""
+    kernel_services: int
+    kernel_real_servers: int
+    """The big node of bench/kernel_scale.py, in the VM."""
 
 
 FULL = Plan(
@@ -53,6 +59,9 @@ FULL = Plan(
     nodes_for_operator=1_000,
     churn_seconds=60.0,
     agent_seconds=30.0,
+    kernel_sizes="10000,100000",
+    kernel_services=10_000,
+    kernel_real_servers=30_000,
 )
 QUICK = Plan(
     dns_nodes=20,
@@ -62,6 +71,9 @@ QUICK = Plan(
     nodes_for_operator=50,
     churn_seconds=5.0,
     agent_seconds=3.0,
+    kernel_sizes="10000",
+    kernel_services=1_000,
+    kernel_real_servers=3_000,
 )
 
 
@@ -260,6 +272,18 @@ async def footprint_benchmarks(plan: Plan, log: list[str]) -> dict[str, Any]:
     return {"operator": operator, "agent": agent, "kubernetes_client_mb": share}
 
 
+async def kernel_section(plan: Plan, log: list[str]) -> dict[str, Any]:
+    say(
+        log,
+        "Kernel (in the VM): the flush vs the CLI tools, and a node with "
+        f"{plan.kernel_services:,} virtual servers ...",
+    )
+    result = await kernel_benchmarks(plan.kernel_sizes, plan.kernel_services, plan.kernel_real_servers, log)
+    if "skipped" in result:
+        say(log, f"  skipped: {result['skipped']}")
+    return result
+
+
 def say(log: list[str], line: str) -> None:
     print(line, flush=True)
     log.append(line)
@@ -291,7 +315,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-SECTIONS = ("dns", "scale", "operator", "footprint")
+SECTIONS = ("dns", "scale", "operator", "footprint", "kernel")
 
 
 async def main_async(plan: Plan, only: set[str], previous: dict[str, Any] | None) -> dict[str, Any]:
@@ -305,6 +329,7 @@ async def main_async(plan: Plan, only: set[str], previous: dict[str, Any] | None
         "scale": scale_benchmarks,
         "operator": operator_benchmarks,
         "footprint": footprint_benchmarks,
+        "kernel": kernel_section,
     }
     for section, bench in benches.items():
         if section not in only:

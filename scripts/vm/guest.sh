@@ -34,7 +34,7 @@ rm -f "$RWDIR/exit-code.tmp"
 # Stream the output (tee) and keep the command's own exit code (POSIX sh has no PIPESTATUS).
 if [ "$MODE" = bench ]; then
     # One boot, both kernel benchmarks: the flush against the CLI tools, then the big node.
-    { "$VENV/bin/python" bench/kernel_flush.py "$@" && "$VENV/bin/python" bench/kernel_scale.py;
+    { "$VENV/bin/python" bench/kernel_flush.py "$@" && "$VENV/bin/python" bench/kernel_scale.py "$@";
         echo $? >"$RWDIR/exit-code.tmp"; } 2>&1 | tee "$RWDIR/guest.log"
 elif [ "$MODE" = cluster ]; then
     { "$VENV/bin/python" -m pytest -p no:cacheprovider -p no:hypothesispytest -m cluster tests/cluster -s -v \
