@@ -196,26 +196,31 @@ class AgentRunner:
             sense.virtual_servers = keys
             self._report_now.set()
 
+    def policies_listed(self, items: list[Any]) -> None:
+        """A list of every policy: the lists their status holds replace what was known."""
+        self._scopes = {str((item.get("metadata") or {}).get("name")): policy_scope(item) for item in items}
+        self._rescope()
+
+    def policy_event(self, event_type: str, obj: dict[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name"))
+        if event_type == "DELETED":
+            self._scopes.pop(name, None)
+        elif event_type in ("ADDED", "MODIFIED"):
+            self._scopes[name] = policy_scope(obj)
+        self._rescope()
+
     async def _watch_policies(self, stop: asyncio.Event) -> None:
         """Follow every policy's ``status.sensing``; until they are read, the agent dumps its table."""
         attempt = 0
         while not stop.is_set():
             try:
                 items, version = await self.client.list(POLICIES)
-                self._scopes = {
-                    str((item.get("metadata") or {}).get("name")): policy_scope(item) for item in items
-                }
-                self._rescope()
+                self.policies_listed(items)
                 attempt = 0
                 while not stop.is_set():
                     async for event in self.client.watch(POLICIES, version):
                         version = event.resource_version or version
-                        name = str((event.object.get("metadata") or {}).get("name"))
-                        if event.type == "DELETED":
-                            self._scopes.pop(name, None)
-                        elif event.type in ("ADDED", "MODIFIED"):
-                            self._scopes[name] = policy_scope(event.object)
-                        self._rescope()
+                        self.policy_event(event.type, event.object)
             except GoneError:
                 continue
             except TRANSIENT as exc:

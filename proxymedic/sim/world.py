@@ -173,7 +173,8 @@ class RecordingAgent(NodeAgent):
 
 
 class InboxRunner(AgentRunner):
-    """The agent's runner, fed from the world's shared intent watch instead of a watch of its own."""
+    """The agent's runner, fed from the world's shared intent and policy watches instead of watches
+    of its own."""
 
     def __init__(self, client: KubeClient, agent: NodeAgent) -> None:
         super().__init__(client, agent)
@@ -183,6 +184,9 @@ class InboxRunner(AgentRunner):
         while not stop.is_set():
             event_type, obj = await self.inbox.get()
             await self.handle(event_type, obj)
+
+    async def _watch_policies(self, stop: asyncio.Event) -> None:
+        await stop.wait()  # the world's shared policy watch calls policies_listed and policy_event
 
 
 class World:
@@ -292,6 +296,7 @@ class World:
                 await asyncio.sleep(pause)
         if self.settings.shared_intent_watch:
             self._spawn(self._share_intents(), "intents")
+            self._spawn(self._share_policies(), "policies")
 
     def start_operator(self, options: OperatorOptions | None = None, key: str = "operator") -> None:
         """Run ProxyMedic's operator (again): it rebuilds its state from the watches.
@@ -399,6 +404,30 @@ class World:
                 logger.warning("shared intent watch failed; relisting", exc_info=True)
                 version = ""
                 await asyncio.sleep(0.1)
+
+    async def _share_policies(self) -> None:
+        """One watch of policies, for every agent the lists of virtual servers to look up."""
+        version = ""
+        while not self._stop.is_set():
+            try:
+                if not version:
+                    items, version = await self.client.list(POLICIES)
+                    for runner in self._inbox_runners():
+                        runner.policies_listed(items)
+                async for event in self.client.watch(POLICIES, version):
+                    version = event.resource_version or version
+                    if event.type != "BOOKMARK":
+                        for runner in self._inbox_runners():
+                            runner.policy_event(event.type, event.object)
+            except GoneError:
+                version = ""
+            except Exception:
+                logger.warning("shared policy watch failed; relisting", exc_info=True)
+                version = ""
+                await asyncio.sleep(0.1)
+
+    def _inbox_runners(self) -> list[InboxRunner]:
+        return [runner for runner in self.agents.values() if isinstance(runner, InboxRunner)]
 
     def _deliver(self, event_type: str, obj: dict[str, Any]) -> None:
         if self.settings.on_intent_event is not None:
