@@ -185,7 +185,8 @@ class AgentRunner:
                     await asyncio.wait_for(stop.wait(), delay)
 
     def _rescope(self) -> None:
-        """Look up what the policies list from the next round on; report at once when it changed."""
+        """Look up what the policies list from the next round on. Not at once: every agent of the
+        cluster reads the same policy change, and their rounds, spread in time, spread the writes."""
         sense = self.agent.settings.sense
         keys = sensing_keys(self._scopes.values(), self._node_addresses)
         if keys != sense.virtual_servers:
@@ -194,7 +195,6 @@ class AgentRunner:
                 "the whole IPVS table" if keys is None else f"{len(keys)} virtual servers the policies list",
             )
             sense.virtual_servers = keys
-            self._report_now.set()
 
     def policies_listed(self, items: list[Any]) -> None:
         """A list of every policy: the lists their status holds replace what was known."""
