@@ -54,3 +54,45 @@ async def test_a_tiny_rollout_runs_and_reports(tmp_path: Path) -> None:
     assert "Repair latency" in doc
     assert "### killed outright, minObservation 1 s" in doc
     assert "The policy's minimum observation is 1s instead of 2 s" in doc
+
+
+def test_the_kernel_section_renders_what_the_vm_wrote_and_a_skip() -> None:
+    from bench.doc import _goals, _kernel, summary
+
+    scale = {
+        "table": {
+            "virtual_servers": 10002,
+            "real_servers": 30012,
+            "connections": 22000,
+            "build_seconds": 30.0,
+        },
+        "sense_whole": {"cpu": 500.0, "wall": 500.0, "cpu_max": 500.0},
+        "sense_scoped": {"cpu": 0.4, "wall": 0.4, "cpu_max": 0.5},
+        "flush_intent": {"cpu": 0.2, "cpu_max": 0.3, "wall": 0.4, "intents": 6, "flushed_connections": 1200},
+        "lookup": {"kept_wall": 0.07, "new_wall": 0.13, "ipvsadm_wall": 0.19},
+        "rss_mb": 60.0,
+        "python_reference": 0.2,
+    }
+    run = {
+        "ipvs adapter call": 0.1,
+        "ipvs adapter": 0.4,
+        "ipvs cli call": 0.4,
+        "ipvs cli": 0.8,
+        "conntrack adapter": 0.4,
+        "conntrack cli": 0.6,
+    }
+    measured = {"kernel": {"flush": {"10000": run}, "scale": scale, "host_python_reference": 0.01}}
+    text = _kernel(measured)
+    assert "a factor of 20.0" in text
+    assert "| Sensing round, the 2 selected virtual servers (`status.sensing`) | 400 ms median" in text
+    assert "| 10,000 | 100 ms / 400 ms (4.00)" in text
+    goals = _goals(measured)
+    assert (
+        "≤ 50 ms CPU per sensing round, 10,002 virtual servers, 2 selected | 400 ms emulated, ≈ 20 ms"
+        in goals
+    )
+    assert "IPVS flush at least as fast as ipvsadm (10,000 entries) | ratio 4.00: met" in goals
+    assert any("≈ 20 ms" in row for row in summary(measured))
+    skipped = {"kernel": {"skipped": "no QEMU"}}
+    assert "Not measured in this run: no QEMU." in _kernel(skipped)
+    assert "not measured in this run: no QEMU" in _goals(skipped)
