@@ -144,6 +144,18 @@ def _setns_net(fd: int) -> None:
 _Fn = Callable[[Any], _T]
 
 
+class _WorkerThread:
+    ident: int | None = None
+
+
+def _enter_home(thread: _WorkerThread, home: tuple[int, int] | None, home_fd: int | None) -> None:
+    """Run on the adapter's thread once: join the builder's namespace if the thread is elsewhere
+    (the agent's never is; a test that moved its own thread into a node namespace is)."""
+    thread.ident = threading.get_ident()
+    if home_fd is not None and _thread_netns() != home:
+        _setns_net(home_fd)
+
+
 class NetlinkIPVS:
     """IPVSAdapter over pyroute2's generic netlink IPVS socket.
 
@@ -157,27 +169,24 @@ class NetlinkIPVS:
         self._served = False
         self.sockets_opened = 0
         """How many sockets this adapter has opened: 1 for its whole life unless one failed."""
-        self._home: tuple[int, int] | None = None
-        self._home_fd: int | None = None
+        home: tuple[int, int] | None = None
+        home_fd: int | None = None
         try:
-            self._home = _thread_netns()
-            self._home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            weakref.finalize(self, os.close, self._home_fd)
+            home = _thread_netns()
+            home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            weakref.finalize(self, os.close, home_fd)
         except OSError:
             pass  # no procfs: the worker stays where threads start, the process's namespace
-        self._worker = ThreadPoolExecutor(1, "ipvs-netlink", initializer=self._enter_home)
-        self._worker_ident: int | None = None
-
-    def _enter_home(self) -> None:
-        """Run on the worker thread once: join the builder's namespace if the thread is elsewhere
-        (the agent never is; a test that moved its own thread into a node namespace is)."""
-        self._worker_ident = threading.get_ident()
-        if self._home_fd is not None and _thread_netns() != self._home:
-            _setns_net(self._home_fd)
+        self._thread = _WorkerThread()
+        # The initializer holds no reference to the adapter: an adapter nobody uses any more is
+        # collected, and its idle thread then ends.
+        self._worker = ThreadPoolExecutor(
+            1, "ipvs-netlink", initializer=_enter_home, initargs=(self._thread, home, home_fd)
+        )
 
     def close(self) -> None:
         """Close the socket and stop the adapter's thread: the adapter is not used after this."""
-        if self._worker_ident is not None or self._sock is not None:
+        if self._thread.ident is not None or self._sock is not None:
             self._worker.submit(self._drop).result()
         self._worker.shutdown(wait=True)
 
@@ -189,7 +198,7 @@ class NetlinkIPVS:
 
     def _session(self, operation: str, fn: _Fn[_T], *, read_only: bool) -> _T:
         """Run ``fn(socket)`` on the adapter's thread with its long-lived socket."""
-        if threading.get_ident() == self._worker_ident:
+        if threading.get_ident() == self._thread.ident:
             return self._with_socket(operation, fn, read_only)
         return self._worker.submit(self._with_socket, operation, fn, read_only).result()
 

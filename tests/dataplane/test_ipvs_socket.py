@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import ipaddress
 import os
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -107,3 +109,15 @@ def test_get_services_leaves_out_what_the_kernel_does_not_have() -> None:
     ipvs = NetlinkIPVS(socket_factory=lambda: Missing(sockets))
     assert ipvs.get_services([DNS]) == []
     assert ipvs.sockets_opened == 1, "ESRCH is an answer, not a broken socket"
+
+
+def test_an_adapter_nobody_holds_is_collected_and_its_thread_ends() -> None:
+    ipvs, _ = adapter()
+    ipvs.get_timeouts()
+    [thread] = [t for t in threading.enumerate() if t.ident == ipvs._thread.ident]
+    collected = weakref.ref(ipvs)
+    del ipvs
+    gc.collect()
+    assert collected() is None
+    thread.join(timeout=30)  # ends at once; the bound only turns a hang into a failure
+    assert not thread.is_alive()
