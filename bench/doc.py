@@ -141,6 +141,14 @@ def render(results: dict[str, Any], plots: dict[str, str]) -> str:
         "`make test` does not run them; `tests/scenarios/test_bench_smoke.py` runs the code at a tiny "
         "scale so it cannot rot.\n"
     )
+    dates = results.get("section_dates") or {}
+    if len(set(dates.values())) > 1:
+        add(
+            "This document combines runs: `--only` re-ran some sections and kept the others of an earlier "
+            "run on the same machine. When each section ran: "
+            + ", ".join(f"{section} {date}" for section, date in dates.items())
+            + ".\n"
+        )
     add("| Machine | |\n|---|---|")
     add(f"| CPU | {m['cpu']}, {m['cores']} cores |")
     add(f"| Memory | {m['memory_mib'] / 1024:.0f} GiB |")

@@ -321,6 +321,13 @@ SECTIONS = ("dns", "scale", "operator", "footprint", "kernel")
 async def main_async(plan: Plan, only: set[str], previous: dict[str, Any] | None) -> dict[str, Any]:
     """Run the sections asked for; with a subset, keep the other sections of the previous results."""
     results: dict[str, Any] = dict(previous or {})
+    # When each section ran: a subset run keeps the other sections of an earlier run, and says so.
+    earlier = str(results.get("machine", {}).get("date", "an earlier run"))
+    dates: dict[str, str] = {
+        section: str((results.get("section_dates") or {}).get(section, earlier))
+        for section in SECTIONS
+        if section in results
+    }
     results.update(machine=machine(), plan=plan.__dict__)
     logs: dict[str, list[str]] = dict(results.get("logs") or {})
     seconds: dict[str, float] = dict(results.get("section_seconds") or {})
@@ -338,8 +345,9 @@ async def main_async(plan: Plan, only: set[str], previous: dict[str, Any] | None
         started = time.monotonic()
         results[section] = await bench(plan, log)
         seconds[section] = time.monotonic() - started
+        dates[section] = results["machine"]["date"]
         logs[section] = log
-    results["logs"], results["section_seconds"] = logs, seconds
+    results["logs"], results["section_seconds"], results["section_dates"] = logs, seconds, dates
     results["log"] = [line for section in SECTIONS for line in logs.get(section, [])]
     results["seconds"] = sum(seconds.values())
     print(f"All benchmarks took {results['seconds'] / 60:.1f} minutes.")
@@ -374,7 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     if only != set(SECTIONS) and previous_file.exists():
         previous = json.loads(previous_file.read_text())
     results = asyncio.run(main_async(plan, only, previous))
-    results["command"] = COMMAND + (" --quick" if args.quick else "")
+    results["command"] = (
+        COMMAND
+        + (" --quick" if args.quick else "")
+        + (f" --only {args.only}" if only != set(SECTIONS) else "")
+    )
     from bench.report import write_all
 
     write_all(results, out)
