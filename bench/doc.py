@@ -714,7 +714,7 @@ def _shifts() -> str:
     return (
         "## Shifts since the previous published run\n\n"
         "The previous published run (2026-11-29) predates the changes the real-cluster tier called for "
-        "(docs/cluster-tier.md). Three figures moved since:\n\n"
+        "(docs/cluster-tier.md). These figures moved since:\n\n"
         "- **DNS queries lost on stalled nodes** (graceful: 30 then, all on the 4.19 nodes; now several "
         "hundred on each kind of stalled node). The operator now gives kube-proxy the policy's "
         "`staleAfter` to program a live backend before its absence counts (above): a stalled node's "
@@ -726,11 +726,17 @@ def _shifts() -> str:
         "decided before a backend came back never removes it (`agent/liveness.py`). In this harness "
         "those reads are served one after the other by the one process that also runs every agent: "
         "`python -m bench.liveness_cost` runs the 1,000-node rollout in pairs, without and with the "
-        "read; in development runs the read took p50 from 440 to 530 ms to between 1,070 and 3,720 "
+        "read; in earlier runs the read took p50 from 440 to 530 ms to between 1,070 and 3,720 "
         "ms. On a cluster the reads run in parallel, but the API server answers one per agent per "
         "intent: a cached view of the slices in the agent would remove both costs, and is open work.\n"
-        "- **Operator RSS under churn** (152 MB peak then). Where the extra memory goes at 10,000 "
-        "Services is not yet measured; the goal (200 MB) is missed until it is found.\n"
+        "- **Operator RSS under churn** (152 MB peak on 2026-11-29, 259 MB on 2026-12-02 before the "
+        "memory work). `python -m bench.footprint cluster-state` profiled it: an empty set per endpoint, "
+        "an object per endpoint for every slice, Kopf's per-object memory for kinds only reacted to, and "
+        "copies of addresses and references; docs/benchmarks-notes.md has the sites and their sizes. "
+        "The operator now keeps one compact record per slice and shares what it can; what remains, and "
+        "why the goal (now 100 MB) is still missed, is in the same notes.\n"
+        "- **The agent on a real kernel** is measured now (its section above), against its "
+        "goals for a node with 10,000 virtual servers.\n"
     )
 
 
