@@ -145,7 +145,24 @@ _Fn = Callable[[Any], _T]
 
 
 class _WorkerThread:
+    """The adapter's thread and the socket it owns, apart from the adapter: the thread and the
+    finalizer that closes the socket hold this, never the adapter itself."""
+
     ident: int | None = None
+    sock: Any = None
+
+    def drop(self) -> None:
+        if self.sock is not None:
+            sock, self.sock = self.sock, None
+            with contextlib.suppress(Exception):  # a broken socket's close must not hide what broke it
+                sock.close()
+
+
+def _retire(worker: ThreadPoolExecutor, thread: _WorkerThread) -> None:
+    """When the adapter is collected: close its socket on its own thread, then let the thread end."""
+    with contextlib.suppress(RuntimeError):  # the interpreter is shutting down: the OS closes it
+        worker.submit(thread.drop)
+    worker.shutdown(wait=False)
 
 
 def _enter_home(thread: _WorkerThread, home: tuple[int, int] | None, home_fd: int | None) -> None:
@@ -165,7 +182,6 @@ class NetlinkIPVS:
 
     def __init__(self, socket_factory: Callable[[], Any] | None = None) -> None:
         self._factory: Callable[[], Any] = socket_factory or IPVS
-        self._sock: Any = None
         self._served = False
         self.sockets_opened = 0
         """How many sockets this adapter has opened: 1 for its whole life unless one failed."""
@@ -183,18 +199,14 @@ class NetlinkIPVS:
         self._worker = ThreadPoolExecutor(
             1, "ipvs-netlink", initializer=_enter_home, initargs=(self._thread, home, home_fd)
         )
+        self._retired = weakref.finalize(self, _retire, self._worker, self._thread)
 
     def close(self) -> None:
         """Close the socket and stop the adapter's thread: the adapter is not used after this."""
-        if self._thread.ident is not None or self._sock is not None:
-            self._worker.submit(self._drop).result()
+        self._retired.detach()
+        if self._thread.ident is not None:
+            self._worker.submit(self._thread.drop).result()
         self._worker.shutdown(wait=True)
-
-    def _drop(self) -> None:
-        if self._sock is not None:
-            sock, self._sock = self._sock, None
-            with contextlib.suppress(Exception):  # a broken socket's close must not hide what broke it
-                sock.close()
 
     def _session(self, operation: str, fn: _Fn[_T], *, read_only: bool) -> _T:
         """Run ``fn(socket)`` on the adapter's thread with its long-lived socket."""
@@ -203,19 +215,20 @@ class NetlinkIPVS:
         return self._worker.submit(self._with_socket, operation, fn, read_only).result()
 
     def _with_socket(self, operation: str, fn: _Fn[_T], read_only: bool) -> _T:
+        thread = self._thread
         while True:
-            if self._sock is None:
+            if thread.sock is None:
                 try:
-                    self._sock = self._factory()
+                    thread.sock = self._factory()
                 except (NetlinkError, OSError) as exc:
                     raise map_netlink_error(exc, f"{operation}: open IPVS generic netlink family") from exc
                 self._served = False
                 self.sockets_opened += 1
             served = self._served
             try:
-                result = fn(self._sock)
+                result = fn(thread.sock)
             except Exception:
-                self._drop()
+                thread.drop()
                 if read_only and served:
                     continue  # a socket that served before may be stale: one more try on a new one
                 raise

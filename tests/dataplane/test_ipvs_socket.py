@@ -112,7 +112,7 @@ def test_get_services_leaves_out_what_the_kernel_does_not_have() -> None:
 
 
 def test_an_adapter_nobody_holds_is_collected_and_its_thread_ends() -> None:
-    ipvs, _ = adapter()
+    ipvs, sockets = adapter()
     ipvs.get_timeouts()
     [thread] = [t for t in threading.enumerate() if t.ident == ipvs._thread.ident]
     collected = weakref.ref(ipvs)
@@ -121,3 +121,6 @@ def test_an_adapter_nobody_holds_is_collected_and_its_thread_ends() -> None:
     assert collected() is None
     thread.join(timeout=30)  # ends at once; the bound only turns a hang into a failure
     assert not thread.is_alive()
+    [sock] = sockets
+    assert sock.closed, "its socket is closed, on its own thread"
+    assert sock.threads == {thread.ident}

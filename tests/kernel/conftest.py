@@ -69,8 +69,10 @@ def node(lab: Lab, ipvsadm: str) -> Iterator[Lab]:
 
 
 @pytest.fixture
-def ipvs() -> NetlinkIPVS:
-    return NetlinkIPVS()
+def ipvs() -> Iterator[NetlinkIPVS]:
+    adapter = NetlinkIPVS()
+    yield adapter
+    adapter.close()
 
 
 @pytest.fixture

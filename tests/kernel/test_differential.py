@@ -38,6 +38,7 @@ class KernelNode:
         self.ct_rule = False
 
     def close(self) -> None:
+        self.ipvs.close()
         if self.ct_rule:
             run("nft", "delete", "table", "inet", "pmkdiff", check=False)
 
