@@ -99,12 +99,20 @@ def summary(results: dict[str, Any]) -> list[str]:
         )
         agent = fp["agent"]
         kernel = agent["kernel"]
+        pod = _pod_agent(fp)
         share = fp.get("kubernetes_client_mb", 0.0)
-        rows.append(
-            f"| Agent RSS / idle CPU (`proxymedic agent --kubeconfig`) | {kernel['rss_mb']:.0f} MB "
-            f"(≈ {kernel['rss_mb'] - share:.0f} MB in a pod, without the kubernetes client) / "
-            f"{kernel['idle_cpu_percent']:.2f}% | ≤ 50 MB |"
-        )
+        if pod:
+            rows.append(
+                f"| Agent RSS / idle CPU (`proxymedic agent` as in a pod) | {pod['rss_mb']:.0f} MB "
+                f"({kernel['rss_mb']:.0f} MB with `--kubeconfig`) / {pod['idle_cpu_percent']:.2f}% | "
+                f"≤ {GOALS['agent_rss']:.0f} MB |"
+            )
+        else:
+            rows.append(
+                f"| Agent RSS / idle CPU (`proxymedic agent --kubeconfig`) | {kernel['rss_mb']:.0f} MB "
+                f"(≈ {kernel['rss_mb'] - share:.0f} MB in a pod, without the kubernetes client) / "
+                f"{kernel['idle_cpu_percent']:.2f}% | ≤ {GOALS['agent_rss']:.0f} MB |"
+            )
     kernel = results.get("kernel") or {}
     big, factor = kernel.get("scale"), emulation_factor(kernel)
     if big and factor:
@@ -237,13 +245,25 @@ def _goals(results: dict[str, Any]) -> str:
             f"{_met(rss <= GOALS['operator_rss'])} (docs/benchmarks-notes.md has its profile) |"
         )
         agent = fp["agent"]["kernel"]["rss_mb"]
+        pod = _pod_agent(fp)
         share = fp.get("kubernetes_client_mb", 0.0)
-        lines.append(
-            f"| Agent RSS ≤ 50 MB | {agent:.0f} MB with a kubeconfig: {_met(agent <= GOALS['agent_rss'])}; "
-            f"in a pod about {agent - share:.0f} MB (that figure less the kubernetes client's measured "
-            f"{share:.1f} MB, which a pod no longer imports; not measured in a pod): "
-            f"{_met(agent - share <= GOALS['agent_rss'])} |"
-        )
+        if pod:
+            # The goal is about the agent as deployed; a kubeconfig is how it runs outside a cluster.
+            client = "imported" if pod.get("kubernetes_imported") else "not imported"
+            lines.append(
+                f"| Agent RSS ≤ {GOALS['agent_rss']:.0f} MB, as in a pod | {pod['rss_mb']:.0f} MB "
+                f"(service-account token, a real kube-apiserver, the kubernetes client {client}): "
+                f"{_met(pod['rss_mb'] <= GOALS['agent_rss'])}; {agent:.0f} MB with a kubeconfig |"
+            )
+        else:
+            skipped = (fp["agent"].get("pod") or {}).get("skipped")
+            lines.append(
+                f"| Agent RSS ≤ {GOALS['agent_rss']:.0f} MB | {agent:.0f} MB with a kubeconfig: "
+                f"{_met(agent <= GOALS['agent_rss'])}; in a pod about {agent - share:.0f} MB (that figure "
+                f"less the kubernetes client's measured {share:.1f} MB, which a pod no longer imports; "
+                f"not measured in a pod{': ' + skipped if skipped else ''}): "
+                f"{_met(agent - share <= GOALS['agent_rss'])} |"
+            )
     lines.extend(_kernel_goals(results))
     return "\n".join(lines) + "\n"
 
@@ -579,6 +599,12 @@ def _writes(results: dict[str, Any], plots: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _pod_agent(fp: dict[str, Any]) -> dict[str, Any] | None:
+    """The agent measured as in a pod, or None: skipped, or a run from before it was measured."""
+    pod = fp["agent"].get("pod") or {}
+    return pod if "rss_mb" in pod else None
+
+
 def _footprint(results: dict[str, Any], plots: dict[str, str]) -> str:
     fp = results.get("footprint")
     if not fp:
@@ -614,22 +640,35 @@ def _footprint(results: dict[str, Any], plots: dict[str, str]) -> str:
         "|---|---|---|---|",
     ]
     notes = {
-        "kernel": "`proxymedic agent` with its kernel adapters on this machine",
+        "pod": "`proxymedic agent` as a DaemonSet pod runs it, the figure the goal is judged by: no "
+        "`--kubeconfig`, `KUBERNETES_SERVICE_HOST`/`PORT` and the service account's token (bound to a "
+        "Pod on the node) and CA in /var/run/secrets/kubernetes.io/serviceaccount/, against a real "
+        "kube-apiserver with the chart's RBAC and admission policy; measured once its report was "
+        "written",
+        "kernel": "`proxymedic agent --kubeconfig` with its kernel adapters on this machine, on the "
+        "API emulator",
         "modelled": "the agent's code path (`AgentRunner`, sensing, executor) in its own process on "
         "the modelled dataplane with 1,000 connection entries (`python -m bench.agent_process`)",
     }
     for label, data in agent.items():
+        if "skipped" in data:
+            lines.append(f"| {label} | | | not measured in this run: {data['skipped']} |")
+            continue
         problems = "; ".join(data.get("problems") or [])
-        note = notes.get(label, label) + (f". It reported: {problems}" if problems else "")
+        note = notes.get(label, label)
+        if "kubernetes_imported" in data:
+            note += f"; the kubernetes client {'imported' if data['kubernetes_imported'] else 'not imported'}"
+        note += f". It reported: {problems}" if problems else ""
         lines.append(
             f"| {label} | {data['rss_mb']:.0f} MB | {data['idle_cpu_percent']:.2f}% over "
             f"{data['seconds']:.0f} s | {note} |"
         )
     lines.append(
         "\nThe machine's kernel has no usable IPVS for the agent (the adapters report it, and the "
-        "report's `problems` say so), so the kernel agent's idle figure covers sensing what is there "
-        "(sysctls, conntrack, the kube-proxy probe failing to connect) and reporting. Both run with the "
-        "production sensing interval (10 s).\n"
+        "report's `problems` say so), so the pod and kernel agents' idle figures cover sensing what is "
+        "there (sysctls, conntrack, the kube-proxy probe failing to connect) and reporting. All run with "
+        "the production sensing interval (10 s). Whether the kubernetes client was imported comes from "
+        "the process's own record of its imports (`-X importtime`).\n"
     )
     return "\n".join(lines)
 

@@ -2,16 +2,19 @@
 under churn, and ``proxymedic agent`` idle (its kernel adapters, and its code path on the
 modelled dataplane).
 
-Each process runs against the API emulator, which lives in this (the benchmark's) process.
-RSS comes from /proc/PID/status (VmRSS), CPU from /proc/PID/stat (utime + stime).
+Each process runs against the API emulator, which lives in this (the benchmark's) process, except
+the agent in a pod's configuration: it runs against a real kube-apiserver with a pod's service
+account. RSS comes from /proc/PID/status (VmRSS), CPU from /proc/PID/stat (utime + stime).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +23,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from proxymedic.api.crd import KINDS, build_crd
 from proxymedic.emulator.connection import write_kubeconfig
@@ -28,6 +32,10 @@ from proxymedic.emulator.runner import serve
 from proxymedic.emulator.server import KubernetesApiEmulator
 from proxymedic.kube.client import Connection, KubeClient
 from proxymedic.kube.resources import ENDPOINT_SLICES, NODE_HEALTHS
+
+if TYPE_CHECKING:
+    from tests.realk8s.binaries import Binaries
+    from tests.realk8s.controlplane import ControlPlane
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -142,18 +150,26 @@ sys.exit(main(sys.argv[2:]))
 
 
 def _spawn(
-    args: list[str], log: Path, module: str = "proxymedic.cli.main", traced: Path | None = None
+    args: list[str],
+    log: Path,
+    module: str = "proxymedic.cli.main",
+    traced: Path | None = None,
+    *,
+    wrapper: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
+    """``wrapper``: a command that ends by exec'ing the rest, so the process's pid stays the one
+    sampled. ``env`` replaces this process's environment."""
     command = [sys.executable, "-m", module, *args]
     if traced is not None:
         frames = os.environ.get("BENCH_TRACEMALLOC_FRAMES", "1")  # more: slower, and the sync may not end
         command = [sys.executable, "-X", f"tracemalloc={frames}", "-c", _TRACED, str(traced), *args]
     with log.open("wb") as out:
         return subprocess.Popen(
-            command,
+            [*(wrapper or []), *command],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"},
         )
 
 
@@ -349,10 +365,14 @@ async def _heartbeats(client: KubeClient, nodes: int) -> None:
 
 
 async def agent_footprint(seconds: float = 30.0) -> dict[str, Any]:
-    """``proxymedic agent`` on this machine's kernel, and the agent's code on the modelled dataplane."""
+    """``proxymedic agent`` as in a pod (``pod``) and with a kubeconfig (``kernel``) on this
+    machine's kernel, and the agent's code on the modelled dataplane (``modelled``)."""
     workdir = Path(tempfile.mkdtemp(prefix="proxymedic-bench-"))
-    emulator = KubernetesApiEmulator(keep_requests=False)
     results: dict[str, Any] = {}
+    # Before the emulator starts, and with the control plane stopped before the other runs: the
+    # machine runs nothing else of the benchmark's while a process is sampled.
+    results["pod"] = await asyncio.to_thread(pod_agent_footprint, seconds, workdir)
+    emulator = KubernetesApiEmulator(keep_requests=False)
     async with serve(emulator):
         for info in KINDS:
             emulator.register_crd(build_crd(info))
@@ -371,7 +391,8 @@ async def agent_footprint(seconds: float = 30.0) -> dict[str, Any]:
             ],
         }
         for label, args in runs.items():
-            process = _spawn(args, workdir / f"agent-{label}.log")
+            log = workdir / f"agent-{label}.log"
+            process = _spawn(args, log, env={**os.environ, **_IMPORT_LOG})
             sampler = Sampler(process.pid)
             try:
                 await asyncio.sleep(8)  # start-up: imports, first sensing round, first report
@@ -387,6 +408,7 @@ async def agent_footprint(seconds: float = 30.0) -> dict[str, Any]:
                 "idle_cpu_percent": cpu_percent(samples),
                 "seconds": seconds,
                 "problems": problems,
+                "kubernetes_imported": kubernetes_imported(log),
             }
         process = _spawn(
             ["--kubeconfig", str(kubeconfig), "--node-name", "node-2"],
@@ -406,6 +428,175 @@ async def agent_footprint(seconds: float = 30.0) -> dict[str, Any]:
         }
     results["kubernetes_client_mb"] = await _kubernetes_client_share()
     return results
+
+
+_IMPORT_LOG = {"PYTHONPROFILEIMPORTTIME": "1"}
+"""Python prints every module it imports, the first time, to stderr (``-X importtime``): the
+agents' logs then say whether the kubernetes client was ever imported. The cost is a line of
+output per import, nothing kept in memory."""
+
+
+def kubernetes_imported(log: Path) -> bool:
+    """Whether the process that wrote ``log`` (run with ``_IMPORT_LOG``) imported the kubernetes
+    client, at start or later."""
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("import time:"):
+            module = line.rsplit("|", 1)[-1].strip()
+            if module == "kubernetes" or module.startswith("kubernetes."):
+                return True
+    return False
+
+
+POD_NAMESPACE = "proxymedic"
+POD_NODE = "node-pod"
+_SECRETS = "secrets/kubernetes.io/serviceaccount"
+_AGENT_OBJECTS = {
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
+"""What the chart creates for the agent, less its DaemonSet (no controller here runs pods) and
+its metrics Service."""
+
+_UNSHARE = ["unshare", "--mount", "--propagation", "private"]
+_MOUNT_SECRETS = (
+    'mount -t tmpfs -o mode=0755,size=1m tmpfs "$1" && mkdir -p "$1/$2" && cp "$3/token" "$3/ca.crt" "$1/$2"'
+    ' && shift 3 && exec "$@"'
+)
+"""Run in a mount namespace of its own: a fresh tmpfs over /run (where /var/run points), as a
+container has its own, holding the service account's files where a pod finds them; then exec
+the agent, which keeps the pid. The host's /run is not touched."""
+
+
+class PodUnavailable(Exception):
+    """This machine cannot run the agent in a pod's configuration; the message says why."""
+
+
+def _pod_prerequisites() -> Binaries:
+    """The Kubernetes binaries, once everything else the pod run needs is known to be here."""
+    from tests.realk8s import binaries
+
+    if os.geteuid() != 0:
+        raise PodUnavailable("mounting the service account in a mount namespace needs root")
+    if shutil.which("unshare") is None:
+        raise PodUnavailable("no unshare on PATH (util-linux)")
+    probe = subprocess.run([*_UNSHARE, "true"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        raise PodUnavailable(f"unshare --mount failed: {probe.stderr.strip()}")
+    if shutil.which("kubectl") is None:
+        raise PodUnavailable("no kubectl on PATH (it installs the chart's objects)")
+    if importlib.util.find_spec("helm_python") is None:
+        raise PodUnavailable("helm-python-sdk, which renders the chart, is not installed (the test group)")
+    try:
+        return binaries.find()
+    except binaries.Missing as missing:
+        raise PodUnavailable(str(missing)) from None
+
+
+def pod_agent_footprint(seconds: float, workdir: Path) -> dict[str, Any]:
+    """``proxymedic agent`` as a DaemonSet pod runs it, against a real kube-apiserver: the chart's
+    CRDs, RBAC and admission policy installed, a token of the agent's service account bound to a
+    Pod on the node, no ``--kubeconfig``, the in-cluster connection path
+    (``kube.config.in_cluster_connection``). Blocking: run it in a thread.
+
+    ``{"skipped": reason}`` where this machine lacks a piece (binaries, root, unshare)."""
+    from tests.realk8s import controlplane
+
+    try:
+        found = _pod_prerequisites()
+    except PodUnavailable as reason:
+        return {"skipped": str(reason)}
+    with controlplane.running(found, ready_timeout=180) as plane:
+        token = _install_for_pod(plane)
+        secrets = workdir / "serviceaccount"
+        secrets.mkdir()
+        (secrets / "token").write_text(token)
+        shutil.copy(plane.ca_file, secrets / "ca.crt")
+        api = urlsplit(plane.server)
+        env = {key: value for key, value in os.environ.items() if key != "KUBECONFIG"}
+        env |= {"KUBERNETES_SERVICE_HOST": str(api.hostname), "KUBERNETES_SERVICE_PORT": str(api.port)}
+        run = str(Path("/var/run").resolve())
+        log = workdir / "agent-pod.log"
+        process = _spawn(
+            ["agent", "--node-name", POD_NODE, "--metrics-port", "0"],
+            log,
+            wrapper=[*_UNSHARE, "sh", "-c", _MOUNT_SECRETS, "sh", run, _SECRETS, str(secrets)],
+            env={**env, **_IMPORT_LOG},
+        )
+        try:
+            started = time.monotonic()
+            _wait_for_report(plane, process, log)
+            reported_after = time.monotonic() - started
+            if Path(f"/proc/{process.pid}/exe").resolve() != Path(sys.executable).resolve():
+                raise RuntimeError(f"pid {process.pid} is not the agent's Python: the wrapper did not exec")
+            samples = asyncio.run(Sampler(process.pid).run(seconds))
+            status = _wait_for_report(plane, process, log)  # the last one, as the other runs read it
+        finally:
+            _stop(process)
+    return {
+        "rss_mb": max(s.rss_mb for s in samples),
+        "idle_cpu_percent": cpu_percent(samples),
+        "seconds": seconds,
+        "problems": status.get("problems") or [],
+        "kubernetes_imported": kubernetes_imported(log),
+        "reported_after": reported_after,
+    }
+
+
+def _install_for_pod(plane: ControlPlane) -> str:
+    """The chart's CRDs and the agent's objects, a Node and the agent's Pod on it; returns a token of
+    the agent's service account bound to that Pod, which names the node, as the kubelet's does."""
+    from tests.chart.render import chart_crds, render
+
+    plane.apply(chart_crds())
+    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    objects = [
+        obj
+        for obj in render(namespace=POD_NAMESPACE).objects
+        if obj["kind"] in _AGENT_OBJECTS
+        and obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "agent"
+    ]
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": POD_NAMESPACE}}
+    plane.apply([namespace, *objects])
+    account = next(obj["metadata"]["name"] for obj in objects if obj["kind"] == "ServiceAccount")
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": POD_NODE}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{account}-{POD_NODE}", "namespace": POD_NAMESPACE},
+        "spec": {
+            "nodeName": POD_NODE,
+            "serviceAccountName": account,
+            "containers": [{"name": "agent", "image": "proxymedic:bench"}],
+        },
+    }
+    _create(plane, "/api/v1/nodes", node)
+    created = _create(plane, f"/api/v1/namespaces/{POD_NAMESPACE}/pods", pod)
+    return plane.service_account_token(POD_NAMESPACE, account, pod=created)
+
+
+def _create(plane: ControlPlane, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    code, created = plane.request("POST", path, body)
+    if code != 201:
+        raise RuntimeError(f"POST {path} failed ({code}): {created}")
+    return dict(created)
+
+
+def _wait_for_report(plane: ControlPlane, process: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
+    """The agent's first status on its NodeProxyHealth: the in-cluster path worked end to end (the
+    service account read, the API server reached and trusted, the bound token admitted)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            raise RuntimeError(f"the agent exited with {process.returncode} before reporting:\n{tail}")
+        code, body = plane.request("GET", f"/apis/proxymedic.io/v1alpha1/nodeproxyhealths/{POD_NODE}")
+        if code == 200 and body.get("status"):
+            return dict(body["status"])
+        time.sleep(0.5)
+    raise RuntimeError(f"no NodeProxyHealth status from the agent within 120 s; its log: {log}")
 
 
 _SHARE = """
@@ -432,7 +623,7 @@ async def _kubernetes_client_share() -> float:
     return float(output.decode().strip())
 
 
-__all__ = ["agent_footprint", "operator_footprint", "timedelta"]
+__all__ = ["agent_footprint", "operator_footprint", "pod_agent_footprint", "timedelta"]
 
 
 def cluster_state(services: int = 10_000, endpoints_per_service: int = 10, nodes: int = 1_000) -> list[str]:

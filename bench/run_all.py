@@ -258,16 +258,24 @@ async def footprint_benchmarks(plan: Plan, log: list[str]) -> dict[str, Any]:
     agent = await agent_footprint(plan.agent_seconds)
     share = agent.pop("kubernetes_client_mb")
     for label, data in agent.items():
+        if "skipped" in data:
+            say(log, f"  agent ({label}): not measured: {data['skipped']}")
+            continue
         say(
             log,
             f"  agent ({label}): RSS {data['rss_mb']:.0f} MB, idle CPU {data['idle_cpu_percent']:.2f}% "
             f"over {data['seconds']:.0f}s"
+            + (
+                f"; kubernetes client imported: {data['kubernetes_imported']}"
+                if "kubernetes_imported" in data
+                else ""
+            )
             + (f"; problems: {data['problems']}" if data.get("problems") else ""),
         )
     say(
         log,
         f"  the kubernetes client (imported for --kubeconfig only, not in a pod) adds {share:.1f} MB: "
-        f"in a pod the kernel agent would use about {agent['kernel']['rss_mb'] - share:.0f} MB",
+        f"the kernel agent less that is {agent['kernel']['rss_mb'] - share:.0f} MB",
     )
     return {"operator": operator, "agent": agent, "kubernetes_client_mb": share}
 
