@@ -90,6 +90,9 @@ class KubernetesApiEmulator(kmock.KubernetesScaffold):
 
     history_size: int = 1000
     bookmark_interval: float = 60.0
+    watch_idle_poll: float = 0.5
+    """How often an idle watch stream checks whether its client has gone away: with thousands of
+    watches open (a benchmark's agents), each check is a wake-up of the emulator's one loop."""
     # Long runs (the demo, benchmarks) can stop kmock from keeping every request for assertions.
     keep_requests: bool = True
     store: ObjectStore = attrs.field(init=False)
@@ -294,6 +297,7 @@ class KubernetesApiEmulator(kmock.KubernetesScaffold):
                 watch,
                 bookmark_interval=self.bookmark_interval,
                 client_gone=client_gone,
+                idle_poll=self.watch_idle_poll,
             ):
                 yield event
 

@@ -11,7 +11,7 @@ from proxymedic.emulator.resources import JsonDict, ResourceSpec
 from proxymedic.emulator.selectors import Selection
 from proxymedic.emulator.store import ObjectStore, ResourceVersionTooOldError, WatchEvent
 
-# How often an idle stream checks whether its client has gone away.
+# How often an idle stream checks whether its client has gone away, unless told otherwise.
 _IDLE_POLL_SECONDS = 0.5
 
 
@@ -68,6 +68,7 @@ async def stream_events(
     *,
     bookmark_interval: float,
     client_gone: Callable[[], bool] = lambda: False,
+    idle_poll: float = _IDLE_POLL_SECONDS,
 ) -> AsyncIterator[JsonDict]:
     """Yield watch events until the timeout, a dropped watch, or the client going away."""
     try:
@@ -96,7 +97,7 @@ async def stream_events(
                 continue
             wake_at = min(
                 t
-                for t in (deadline, next_bookmark if request.bookmarks else None, now + _IDLE_POLL_SECONDS)
+                for t in (deadline, next_bookmark if request.bookmarks else None, now + idle_poll)
                 if t is not None
             )
             try:

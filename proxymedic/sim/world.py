@@ -164,12 +164,76 @@ class RecordingAgent(NodeAgent):
     ) -> None:
         super().__init__(settings, dataplane)
         self.results = results
+        self.received: dict[str, float] = {}
+        """Intent name → when its watch first delivered it here (the benchmarks' latency stages)."""
 
     async def on_intent(self, raw: object) -> IntentResult | None:
+        meta = raw.get("metadata") if isinstance(raw, Mapping) else None
+        if isinstance(meta, Mapping) and isinstance(name := meta.get("name"), str):
+            self.received.setdefault(name, time.time())
         result = await super().on_intent(raw)
         if result is not None:
             self.results.append(result)
         return result
+
+
+def sim_node(spec: NodeSpec, index: int, settings: WorldSettings, desired: dict[Any, Any]) -> SimNode:
+    """The ``index``-th node: its modelled kernel, its kube-proxy started with ``desired`` programmed,
+    and its DNS clients."""
+    model = ModelledNode(
+        time.time,
+        ModelConfig(
+            kernel_version=spec.kernel,
+            expire_nodest_conn=spec.expire_nodest_conn,
+            expire_quiescent_template=spec.expire_quiescent_template,
+            conntrack_max=spec.conntrack_max,
+        ),
+        alive=[ipaddress.ip_address(ip) for ip in settings.backends],
+    )
+    kube_proxy = KubeProxySim(
+        spec.name, model, min_sync_period=settings.min_sync_period, sync_period=settings.sync_period
+    )
+    clients = clients_for(spec.name, index, DNS_VIP, settings.clients_per_node)
+    kube_proxy.restart(desired, time.time())
+    kube_proxy.restarts = 0
+    return SimNode(spec, model, kube_proxy, clients)
+
+
+def node_agent(node: SimNode, settings: WorldSettings, results: list[IntentResult]) -> RecordingAgent:
+    """ProxyMedic's agent for a simulated node: its dataplane is the node's modelled kernel, its
+    kube-proxy probe the node's simulated kube-proxy."""
+    name = node.spec.name
+    kube_proxy = node.kube_proxy
+
+    async def probe() -> KubeProxyObservation:
+        if node.metrics_unreachable:
+            return KubeProxyObservation(
+                observed_at=time.time(),
+                metrics_error="http://127.0.0.1:10249/metrics: connection refused",
+                mode_error="http://127.0.0.1:10249/proxyMode: connection refused",
+                healthz_error="http://127.0.0.1:10256/healthz: connection refused",
+            )
+        return kube_proxy.observation(time.time())
+
+    dataplane = NodeDataplane(
+        ipvs=node.model,
+        connections=node.model,
+        conntrack=node.model,
+        sysctls=node.model if node.spec.sysctls_writable else ReadOnlySysctls(node.model),
+        probe=probe,
+        kernel_version=f"{node.spec.kernel[0]}.{node.spec.kernel[1]}.0-sim",
+        sysctls_writable=lambda: node.spec.sysctls_writable,
+    )
+    agent_settings = AgentSettings(
+        node_name=name,
+        sense_interval=settings.agent_sense_interval,
+        heartbeat=settings.agent_heartbeat,
+        min_write_interval=settings.agent_min_write_interval,
+        sense=SenseSettings(
+            stale_after_seconds=settings.agent_stale_after, settle_seconds=settings.agent_settle
+        ),
+    )
+    return RecordingAgent(agent_settings, dataplane, results)
 
 
 class InboxRunner(AgentRunner):
@@ -262,26 +326,7 @@ class World:
         self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
 
     def _add_node(self, spec: NodeSpec, index: int) -> None:
-        model = ModelledNode(
-            time.time,
-            ModelConfig(
-                kernel_version=spec.kernel,
-                expire_nodest_conn=spec.expire_nodest_conn,
-                expire_quiescent_template=spec.expire_quiescent_template,
-                conntrack_max=spec.conntrack_max,
-            ),
-            alive=[ipaddress.ip_address(ip) for ip in self.settings.backends],
-        )
-        kube_proxy = KubeProxySim(
-            spec.name,
-            model,
-            min_sync_period=self.settings.min_sync_period,
-            sync_period=self.settings.sync_period,
-        )
-        clients = clients_for(spec.name, index, DNS_VIP, self.settings.clients_per_node)
-        self.nodes[spec.name] = SimNode(spec, model, kube_proxy, clients)
-        kube_proxy.restart(self.desired(), time.time())
-        kube_proxy.restarts = 0
+        self.nodes[spec.name] = sim_node(spec, index, self.settings, self.desired())
 
     async def _start_proxymedic(self, url: str) -> None:
         self.url = url
@@ -331,38 +376,7 @@ class World:
 
     def start_agent(self, name: str) -> None:
         """Run the agent of one node (again): a new process has no memory of what it applied."""
-        node = self.nodes[name]
-        kube_proxy = node.kube_proxy
-
-        async def probe() -> KubeProxyObservation:
-            if node.metrics_unreachable:
-                return KubeProxyObservation(
-                    observed_at=time.time(),
-                    metrics_error="http://127.0.0.1:10249/metrics: connection refused",
-                    mode_error="http://127.0.0.1:10249/proxyMode: connection refused",
-                    healthz_error="http://127.0.0.1:10256/healthz: connection refused",
-                )
-            return kube_proxy.observation(time.time())
-
-        dataplane = NodeDataplane(
-            ipvs=node.model,
-            connections=node.model,
-            conntrack=node.model,
-            sysctls=node.model if node.spec.sysctls_writable else ReadOnlySysctls(node.model),
-            probe=probe,
-            kernel_version=f"{node.spec.kernel[0]}.{node.spec.kernel[1]}.0-sim",
-            sysctls_writable=lambda: node.spec.sysctls_writable,
-        )
-        settings = AgentSettings(
-            node_name=name,
-            sense_interval=self.settings.agent_sense_interval,
-            heartbeat=self.settings.agent_heartbeat,
-            min_write_interval=self.settings.agent_min_write_interval,
-            sense=SenseSettings(
-                stale_after_seconds=self.settings.agent_stale_after, settle_seconds=self.settings.agent_settle
-            ),
-        )
-        agent = RecordingAgent(settings, dataplane, self.results.setdefault(name, []))
+        agent = node_agent(self.nodes[name], self.settings, self.results.setdefault(name, []))
         shared = self.settings.shared_intent_watch
         runner = InboxRunner(self.client, agent) if shared else AgentRunner(self.client, agent)
         self.agents[name] = runner
