@@ -309,42 +309,47 @@ def _kernel_goals(results: dict[str, Any]) -> list[str]:
 def _method(results: dict[str, Any]) -> str:
     return """## How the benchmarks run
 
-- **The cluster**: the simulated cluster of the demo and the scenario tests
-  (`proxymedic.sim.world.World`), configured for thousands of nodes in one process
-  (`bench/measured.py`): how its setup objects are seeded, how the operator runs and how intents
-  reach the agents are the choices below.
-- **API server**: the in-process emulator (`proxymedic.emulator`, Python on kmock), in the
-  benchmark's process. A counting hook on its request handler records every write request
-  (POST, PUT, PATCH, DELETE) with its time, resource and subresource. Setup objects (Nodes,
-  kube-proxy Pods, the Service, its EndpointSlice, the policy) are put straight into the store
-  and are not counted.
-- **Operator**: a real `proxymedic operator --kubeconfig … --standalone` subprocess (Kopf, its
-  own process and event loop), talking HTTP to the emulator.
-- **Nodes**: each simulated node has its own modelled kernel (`ModelledNode` of
+Two harnesses: the DNS scenarios run the simulated cluster of the demo and the scenario tests in
+one process; the scale runs (repair latency, API writes at 100 to 5,000 nodes) spread the cluster
+over processes, each agent with its own watches, against the real kube-apiserver.
+
+- **Nodes** (both): each simulated node has its own modelled kernel (`ModelledNode` of
   `proxymedic.sim.kernel`: IPVS, connection table, conntrack, sysctls, as docs/kernel.md measured
-  them), its own simulated kube-proxy
-  (`KubeProxySim`) and its DNS clients (each re-using one source port). Its agent is ProxyMedic's
-  own code: an `AgentRunner` around a `NodeAgent` creates the node's NodeProxyHealth, reads its
-  labels, senses and reports (`AgentRunner.report`, `status_patch`, one merge patch per write),
-  and executes intents (`AgentRunner.handle` → `NodeAgent.on_intent` → the executor, verified).
-- **What is shared between simulated nodes**: one RemediationIntent watch, whose events are put
-  into every agent's inbox; each agent handles its inbox in order, as its own watch would
-  deliver it. A real agent decodes its own copy of each event; here the JSON is decoded once.
-  All agents share one HTTP connection pool (200 connections) to the emulator. All nodes,
-  their agents and the emulator share one Python process and one core; the operator has its
-  own process. Per-node work that runs in parallel on a real cluster is serialized here, so the
-  latencies below are upper bounds of what the code needs (see "What the simulation does not
-  capture").
+  them), its own simulated kube-proxy (`KubeProxySim`) and its DNS clients (each re-using one
+  source port). Its agent is ProxyMedic's own code: an `AgentRunner` around a `NodeAgent` creates
+  the node's NodeProxyHealth, reads its labels, watches policies and intents, senses and reports
+  (one merge patch per write), and executes intents (`NodeAgent.on_intent` → the executor).
+- **Operator** (both): a real `proxymedic operator --kubeconfig … --standalone` subprocess (Kopf,
+  its own process and event loop).
+- **DNS scenarios** (`bench/measured.py`, `proxymedic.sim.world.World`): the emulator
+  (`proxymedic.emulator`, Python on kmock) and every node in the benchmark's process; one
+  RemediationIntent watch feeds every agent's inbox in order. Setup objects go straight into the
+  emulator's store; a counting hook records every write request.
+- **Scale runs** (`bench/spread.py`, `python -m bench.spread rollout --nodes N`): the real
+  kube-apiserver v1.36 with etcd on this machine (`--api emulator` runs the emulator in a process
+  of its own instead, where the binaries are missing). ProxyMedic is installed from its chart with
+  the real Helm engine; the operator runs with its ServiceAccount's token, and each agent with a
+  token bound to an agent Pod object on its node, so RBAC, the admission policy's node check on
+  every report and API Priority and Fairness apply as on a cluster. The nodes are spread over
+  four processes; each agent has its own HTTP client, its own intent watch and its own policy
+  watch. The benchmark's process plays the rest of the cluster: the rollout's EndpointSlice
+  changes (each node's kube-proxy learns of a change right after the API accepted it), the
+  kube-proxy DaemonSet, and a watch of intents of its own. Write requests are counted from the
+  API server's audit log. Everything shares this machine's cores: the harness's own cost is
+  measured beside the latencies (CPU of each process during the rollout, and how late each node
+  process's event loop ran).
 - **Repair latency** of a node: from the moment the EndpointSlice change that took the old pod
   out of use was sent (its `ready` turning false, or the endpoint removed when the pod is killed)
-  to the `completedAt` of that node's `IntentResult` (its result is verified: the connection
-  table is polled until the kernel's queued flush has run). Each rollout replaces both CoreDNS
-  pods one at a time (maxSurge 1), so each node contributes two results.
+  to the `completedAt` of that node's `IntentResult`. Each rollout replaces both CoreDNS pods one
+  at a time (maxSurge 1), so each node contributes two results. The scale runs split it into
+  stages: the operator's (the slice change to the intent appearing in a watch), the intent's
+  delivery to the agent's watch, the agent's checks before acting (parsing the intent and reading
+  the Service's EndpointSlices from the API, so that an intent decided before a backend came back
+  never removes it), and the dataplane change.
 - **A quiet start**: each rollout starts once the operator process has used less than a fifth of
   a core over one second ("operator quiet after" in the raw output), so that reports still queued
   from the shortened heartbeat of the steady-state window (or from thousands of agents starting)
-  are not counted as the rollout's cost. Before this rule, the 5,000-node rollout's first intent
-  reached the agents 2.1 s after its EndpointSlice change.
+  are not counted as the rollout's cost.
 - **A rollout**: a new pod is added; 1 s later an old pod becomes not ready and terminates
   with a lameduck (it still answers) of 2 s, or is killed outright; then the second pod the same
   way. DNS clients query every 100 ms (DNS scenarios) or 500 ms (scale runs).
@@ -359,52 +364,70 @@ def _latency(results: dict[str, Any], plots: dict[str, str]) -> str:
         "## Repair latency\n",
         "All nodes healthy, agents with their production settings (sensing every 10 s, results of "
         "intents arriving within 1 s share one write), the policy's default guardrails, a graceful "
-        "rollout (2 s lameduck).\n",
-        "| Nodes | Node results | p50 | p99 | max | Intent delivered to the agents after | "
-        "Last agent's result after the delivery |",
+        "rollout (2 s lameduck), on the spread harness (above).\n",
+        "| Nodes | API server | Node results | p50 | p99 | max | Intent created after (per pod) |",
         "|---|---|---|---|---|---|---|",
     ]
     for run in scale:
         lat = run["latency"]
         seen = ", ".join(_ms(v) for v in lat["intent_seen_after"].values())
-        fan_out = ", ".join(
-            _ms(max(values) - lat["intent_seen_after"][ip])
-            for ip, values in lat["per_backend"].items()
-            if values and ip in lat["intent_seen_after"]
-        )
+        api = (run.get("harness") or {}).get("api", "emulator, in-process")
         lines.append(
-            f"| {run['nodes']:,} | {lat['count']:,} | {_ms(lat['p50'])} | {_ms(lat['p99'])} | "
-            f"{_ms(lat['max'])} | {seen} | {fan_out} |"
+            f"| {run['nodes']:,} | {api} | {lat['count']:,} of {2 * run['nodes']:,} | {_ms(lat['p50'])} | "
+            f"{_ms(lat['p99'])} | {_ms(lat['max'])} | {seen} |"
         )
-    lines.append("")
-    lines.append(
-        '"Intent delivered" is when the shared watch received the intent, per pod replaced: the '
-        "operator's part (the slice event reaching Kopf, the 50 ms coalescing window, the guardrails, "
-        "creating the intent). The rest is the agents': each parses the intent, reads its IPVS "
-        "services and connection table, removes or flushes the dead backend, waits for the modelled "
-        "kernel's queued flush (50 ms; row B of docs/kernel.md measured it within 0.2 s) and verifies. "
-        "On healthy "
-        "nodes kube-proxy has often removed the real server already, and the agent verifies the node "
-        "clean without waiting. Both columns list the two pods replaced, in order.\n"
-    )
-    lines.append(
-        "The agents' part grows with the node count because every simulated agent shares one core with "
-        "the emulator and the others: the fan-out is serialized (about 0.2 ms of CPU per agent to parse, "
-        "execute and verify an intent on the model, measured with cProfile on 1,000 agents), and the "
-        "status writes of the agents that finished compete with the ones still working. On a cluster "
-        "each agent does that work on its own node, after its own watch delivered the intent.\n\n"
-        "At 5,000 nodes the benchmark's process saturates: `python -m bench.profile_rollout` samples both "
-        "processes with py-spy during one rollout. In development runs after the changes below, the "
-        "benchmark's process was busy all the time, most of it in the emulator's request handling and the "
-        "agents' sensing and reporting, little in handling intents; the operator used about a third of a "
-        "core. The first pod's 5,000 result reports are still being served when the second pod's "
-        "EndpointSlice changes, so the second intent reaches the agents late (the second value in "
-        '"Intent delivered"): the emulator and the agents serialized in one process, not the operator. '
-        "Every hop of that second intent (the EndpointSlice patch, the watch event to the operator, its "
-        "create, the watch event back) waits in that process's queue, so the 5,000-node figure varies "
-        "widely from run to run (p99 4.5 s in the previous published run, before the changes below). The "
-        "operator's own part at this scale, without simulated agents, is measured below.\n"
-    )
+    staged = [run for run in scale if "stages" in run["latency"]]
+    if staged:
+        names = {
+            "operator": "Operator: slice change to intent",
+            "delivery": "Intent to the agent's watch",
+            "agent_checks": "Agent's checks (EndpointSlice read)",
+            "execute": "Dataplane change",
+        }
+        lines += [
+            "\nWhere each node's latency went (p50 / p99 over the node results):\n",
+            "| Nodes | " + " | ".join(names.values()) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        for run in staged:
+            stages = run["latency"]["stages"]
+            cells = [f"{_ms(stages[k]['p50'])} / {_ms(stages[k]['p99'])}" for k in names if k in stages]
+            lines.append(f"| {run['nodes']:,} | " + " | ".join(cells) + " |")
+        lines += [
+            "\nThe harness's own cost: cores each part used during the rollout (this machine has "
+            f"{staged[0]['harness'].get('machine_cores', '?')}), and how late the node processes' event "
+            "loops ran (p99 of a 100 ms sleep's overshoot, worst node process):\n",
+            "| Nodes | API server (kube-apiserver + etcd) | Operator | Node processes (agents, kube-proxies, "
+            "clients) | Event loop lateness p99 |",
+            "|---|---|---|---|---|",
+        ]
+        for run in staged:
+            harness = run["harness"]
+            cores = harness["cpu_cores"]
+            lag = max((probe["p99"] for probe in harness["loop_lag"]), default=float("nan"))
+            lines.append(
+                f"| {run['nodes']:,} | {cores.get('apiserver', 0):.2f} | {cores.get('operator', 0):.2f} | "
+                f"{cores.get('nodes', 0):.2f} | {_ms(lag)} |"
+            )
+        biggest = staged[-1]
+        stages = biggest["latency"]["stages"]
+        largest = max(stages, key=lambda k: stages[k]["p50"])
+        lines.append(
+            "\nOn a cluster each agent works on its own node and the API server has cores of its own; "
+            "here the API server, the operator and every simulated node share this machine's, so the "
+            "latencies are what the code needs on this machine, not a cluster's. "
+            f'At {biggest["nodes"]:,} nodes the largest stage is "{names[largest]}" '
+            f"(p50 {_ms(stages[largest]['p50'])})."
+            + (
+                " That is one LIST of the Service's EndpointSlices per agent per intent, all arriving at the "
+                "API server at once, queued by its priority and fairness behind the agents' reports; an "
+                "EndpointSlice watch in the agent answering from its cache would remove it, and is open work "
+                "(docs/benchmarks-notes.md)."
+                if largest == "agent_checks"
+                else ""
+            )
+            + "\n"
+        )
     if "latency" in plots:
         lines.append(f"![Repair latency per node]({plots['latency']})\n")
     return "\n".join(lines)
@@ -760,14 +783,15 @@ def _shifts() -> str:
         "restart comes 10 s later here, and its clients lose their queries meanwhile. This is the "
         "price of never restarting a kube-proxy that is merely slow; the healthy and pre-5.9 nodes "
         "lose what they lost before.\n"
-        "- **Repair latency at 1,000 and 5,000 nodes** (p99 305 ms and 1.6 s then). Before each "
-        "flush an agent now reads the Service's EndpointSlices from the API, so that an intent "
-        "decided before a backend came back never removes it (`agent/liveness.py`). In this harness "
-        "those reads are served one after the other by the one process that also runs every agent: "
-        "`python -m bench.liveness_cost` runs the 1,000-node rollout in pairs, without and with the "
-        "read; in earlier runs the read took p50 from 440 to 530 ms to between 1,070 and 3,720 "
-        "ms. On a cluster the reads run in parallel, but the API server answers one per agent per "
-        "intent: a cached view of the slices in the agent would remove both costs, and is open work.\n"
+        "- **Repair latency at 1,000 and 5,000 nodes** (p99 305 ms and 1.6 s then) is now measured on "
+        "another harness: the real kube-apiserver instead of the emulator, the nodes spread over "
+        "processes, and each agent with its own intent and policy watches instead of one shared watch "
+        "(How the benchmarks run). The old harness served every agent's request in the one process that "
+        "also ran every agent; the new one shares this machine's cores between the API server, the "
+        "operator and the simulated nodes instead. Since the previous run, too, each agent reads the "
+        "Service's EndpointSlices from the API before each flush, so that an intent decided before a "
+        "backend came back never removes it (`agent/liveness.py`); the stages of the latency table show "
+        "what that read costs at each scale.\n"
         "- **Operator RSS under churn** (152 MB peak on 2026-11-29, 259 MB on 2026-12-02 before the "
         "memory work). `python -m bench.footprint cluster-state` profiled it: an empty set per endpoint, "
         "an object per endpoint for every slice, Kopf's per-object memory for kinds only reacted to, and "

@@ -11,7 +11,7 @@ from bench.footprint import cpu_seconds
 from bench.measured import NEW_BACKENDS, Measured, Scenario, count_by, percentile
 from proxymedic.sim.kubeproxy import Stall
 from proxymedic.sim.traffic import ClientStats
-from proxymedic.sim.world import DNS_VIP, World
+from proxymedic.sim.world import DNS_VIP, SimNode, World
 
 STATUS_WRITE = "PATCH nodeproxyhealths/status"
 
@@ -41,7 +41,7 @@ async def _operator_quiet(world: World, below: float = 20.0, within: float = 120
     return time.monotonic() - started
 
 
-def _merge(stats: list[ClientStats]) -> dict[str, Any]:
+def merge_stats(stats: list[ClientStats]) -> dict[str, Any]:
     sent = sum(s.sent for s in stats)
     failed = sum(s.failed for s in stats)
     return {
@@ -54,11 +54,10 @@ def _merge(stats: list[ClientStats]) -> dict[str, Any]:
     }
 
 
-def _failure_bound(world: World, node_name: str) -> float | None:
-    """For clients still failing at the end: seconds from their first failure until the failure
-    would end without ProxyMedic. None when nothing bounds it (a stalled kube-proxy keeps a dead
-    real server, and each forwarded packet restarts the entry's 300 s timer)."""
-    node = world.nodes[node_name]
+def failure_bound(node: SimNode) -> float | None:
+    """For the node's clients still failing at the end: seconds from their first failure until the
+    failure would end without ProxyMedic. None when nothing bounds it (a stalled kube-proxy keeps a
+    dead real server, and each forwarded packet restarts the entry's 300 s timer)."""
     worst = 0.0
     for client in node.clients:
         if not client.stats.failing_at_end or client.stats.first_failure_at is None:
@@ -115,7 +114,7 @@ async def run(
         rollout_writes = cluster.writes_between(started, ended)
         kinds: dict[str, dict[str, Any]] = {}
         bounds: dict[str, float | None] = {}
-        for name, node in world.nodes.items():
+        for node in world.nodes.values():
             kind = node.spec.note
             for client in node.clients:
                 client.stats.close(ended)
@@ -123,7 +122,7 @@ async def run(
             kinds[kind]["nodes"] += 1
             kinds[kind]["stats"].extend(c.stats for c in node.clients)
             if any(c.stats.failing_at_end for c in node.clients):
-                bound = _failure_bound(world, name)
+                bound = failure_bound(node)
                 prev = bounds.get(kind, 0.0)
                 bounds[kind] = None if bound is None or prev is None else max(prev, bound)
         latencies = cluster.repair_latencies()
@@ -158,7 +157,7 @@ async def run(
             "rollout_seconds": ended - started,
             "run_seconds": time.monotonic() - t_build,
             "dns": {
-                kind: {"nodes": data["nodes"], **_merge(data["stats"]), "bound": bounds.get(kind, 0.0)}
+                kind: {"nodes": data["nodes"], **merge_stats(data["stats"]), "bound": bounds.get(kind, 0.0)}
                 for kind, data in kinds.items()
             },
             "latency": {

@@ -20,13 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import operator_flood
+from bench import operator_flood, spread
 from bench.footprint import agent_footprint, operator_footprint
 from bench.kernel_vm import kernel_benchmarks
 from bench.measured import PRODUCTION_POLICY, NodeKind, Scenario, scenario
 from bench.rollout import STATUS_WRITE, Timing, run
 from proxymedic.sim.coredns import POLICY
 from proxymedic.sim.kubeproxy import Stall
+from tests.realk8s.binaries import Missing
+from tests.realk8s.binaries import find as find_binaries
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION_HEARTBEAT = 300.0
@@ -114,12 +116,20 @@ def dns_settings(nodes: int, with_proxymedic: bool, min_observation: str | None 
 def scale_settings(nodes: int, heartbeat: float) -> Scenario:
     """Production settings of the agent (10 s sensing, 1 s write coalescing) and the policy's
     default guardrails; only the heartbeat is shortened (the figure is scaled to 300 s)."""
-    return scenario(
+    settings = scenario(
         [NodeKind("healthy", nodes)],
         query_interval=0.5,
         agent_heartbeat=heartbeat,
         policy_spec=PRODUCTION_POLICY,
     )
+    # A DaemonSet's pods on thousands of nodes do not all start within seconds: 50 a second.
+    settings.settings.agent_start_spread = max(settings.settings.agent_start_spread, nodes / 50)
+    return settings
+
+
+def steady_heartbeat(plan: Plan, nodes: int) -> float:
+    """The shortened heartbeat of the steady-state window: at most 100 status writes a second."""
+    return max(plan.heartbeat, nodes / 100)
 
 
 def effective_heartbeat(heartbeat: float) -> float:
@@ -185,20 +195,43 @@ async def dns_benchmarks(plan: Plan, log: list[str]) -> list[dict[str, Any]]:
 
 
 async def scale_benchmarks(plan: Plan, log: list[str]) -> list[dict[str, Any]]:
+    """The rollout at each scale on the spread harness (``bench.spread``): the real kube-apiserver
+    where its binaries are here, else the emulator (in a process of its own either way)."""
     results = []
+    try:
+        find_binaries()
+        api = "real"
+    except Missing as missing:
+        say(log, f"Scale runs on the emulator: {missing}")
+        api = "emulator"
     for nodes in plan.scales:
-        window = 2 * effective_heartbeat(plan.heartbeat)
-        say(log, f"Rollout at {nodes} nodes (steady window {window:g}s, heartbeat {plan.heartbeat:g}s) ...")
+        heartbeat = steady_heartbeat(plan, nodes)
+        window = 2 * effective_heartbeat(heartbeat)
+        say(log, f"Rollout at {nodes} nodes (steady window {window:g}s, heartbeat {heartbeat:g}s) ...")
         timing = Timing(warm_up=3.0, steady=window, surge_wait=1.0, lameduck=2.0, settle=8.0)
-        result = await run(
-            scale_settings(nodes, plan.heartbeat), timing, f"{nodes} nodes", PRODUCTION_HEARTBEAT
+        result = await spread.run(
+            scale_settings(nodes, PRODUCTION_HEARTBEAT),
+            timing,
+            f"{nodes} nodes",
+            PRODUCTION_HEARTBEAT,
+            api=api,
+            steady_heartbeat=heartbeat,
         )
-        result["steady"] = steady_rate(result, plan.heartbeat)
+        result["steady"] = steady_rate(result, heartbeat)
         rollout = result["rollout_writes"]
         result["rollout_rate"] = rollout["writes"] / rollout["seconds"]
         result["status_writes_per_node"] = rollout["by_kind"].get(STATUS_WRITE, 0) / nodes
         results.append(result)
         lat = result["latency"]
+        harness = result["harness"]
+        say(
+            log,
+            f"  harness: {harness['api']} API server, {harness['workers']} node processes; cores used in the "
+            "rollout: "
+            + ", ".join(f"{role} {cores:.2f}" for role, cores in harness["cpu_cores"].items())
+            + "; stages p50/p99: "
+            + ", ".join(f"{name} {ms(v['p50'])}/{ms(v['p99'])}" for name, v in lat["stages"].items()),
+        )
         say(
             log,
             f"  repair latency over {lat['count']} node results: p50 {ms(lat['p50'])}, p99 {ms(lat['p99'])}, "
@@ -211,7 +244,7 @@ async def scale_benchmarks(plan: Plan, log: list[str]) -> list[dict[str, Any]]:
         say(
             log,
             f"  API writes steady: {steady['measured_per_s']:.1f}/s measured at heartbeat "
-            f"{plan.heartbeat:g}s "
+            f"{heartbeat:g}s "
             f"(every {steady['period']:g}s; {steady['status_per_s']:.1f}/s status, "
             f"{steady['status_per_node_period']:.2f} per node per period, {steady['other_per_s']:.2f}/s "
             f"other) -> "
