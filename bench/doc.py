@@ -628,6 +628,38 @@ def _pod_agent(fp: dict[str, Any]) -> dict[str, Any] | None:
     return pod if "rss_mb" in pod else None
 
 
+def _agent_imports(profile: dict[str, Any], top: int = 8) -> list[str]:
+    """Where the agent's memory goes at start (``bench.footprint.agent_import_profile``)."""
+    groups = profile["groups"]
+    shown, rest = groups[:top], groups[top:]
+    lines = [
+        "#### Where the agent's memory goes\n",
+        f"`{profile['command']}` as in a pod, in a fresh process stopped before its first API call "
+        "(`python -m bench.footprint agent-imports`, a few seconds): the RSS each import added, less what "
+        "its own imports added, summed by the package ProxyMedic's code imported, with whatever that "
+        "import loaded first. So a module two packages use counts for the one that imported it first, in "
+        "the agent's order (a standard-library module too: the standard library's row is what ProxyMedic "
+        "imports from it directly); ProxyMedic's modules count by subpackage. Modules are read from "
+        "bytecode, as the image has them.\n",
+        "| Part | RSS | Modules |",
+        "|---|---|---|",
+        f"| Python at start | {profile['python_mb']:.1f} MB | |",
+    ]
+    lines += [f"| {group['name']} | {group['mb']:.1f} MB | {group['modules']} |" for group in shown]
+    if rest:
+        lines.append(
+            f"| {len(rest)} more | {sum(group['mb'] for group in rest):.1f} MB | "
+            f"{sum(group['modules'] for group in rest)} |"
+        )
+    lines += [
+        f"| the rest of the start (parser, settings, metrics, adapters) | "
+        f"{profile['outside_imports_mb']:.1f} MB | |",
+        f"| **in all** | **{profile['total_mb']:.1f} MB** | |",
+        "",
+    ]
+    return lines
+
+
 def _footprint(results: dict[str, Any], plots: dict[str, str]) -> str:
     fp = results.get("footprint")
     if not fp:
@@ -693,6 +725,8 @@ def _footprint(results: dict[str, Any], plots: dict[str, str]) -> str:
         "the production sensing interval (10 s). Whether the kubernetes client was imported comes from "
         "the process's own record of its imports (`-X importtime`).\n"
     )
+    if fp.get("agent_imports"):
+        lines += _agent_imports(fp["agent_imports"])
     return "\n".join(lines)
 
 

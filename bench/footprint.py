@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
 import random
 import shutil
@@ -366,12 +367,14 @@ async def _heartbeats(client: KubeClient, nodes: int) -> None:
 
 async def agent_footprint(seconds: float = 30.0) -> dict[str, Any]:
     """``proxymedic agent`` as in a pod (``pod``) and with a kubeconfig (``kernel``) on this
-    machine's kernel, and the agent's code on the modelled dataplane (``modelled``)."""
+    machine's kernel, and the agent's code on the modelled dataplane (``modelled``); where its
+    memory goes at start (``imports``, ``agent_import_profile``)."""
     workdir = Path(tempfile.mkdtemp(prefix="proxymedic-bench-"))
     results: dict[str, Any] = {}
     # Before the emulator starts, and with the control plane stopped before the other runs: the
     # machine runs nothing else of the benchmark's while a process is sampled.
     results["pod"] = await asyncio.to_thread(pod_agent_footprint, seconds, workdir)
+    results["imports"] = await asyncio.to_thread(agent_import_profile)
     emulator = KubernetesApiEmulator(keep_requests=False)
     async with serve(emulator):
         for info in KINDS:
@@ -623,7 +626,138 @@ async def _kubernetes_client_share() -> float:
     return float(output.decode().strip())
 
 
-__all__ = ["agent_footprint", "operator_footprint", "pod_agent_footprint", "timedelta"]
+_IMPORT_PROFILE = r"""
+import runpy, sys
+import _frozen_importlib as bootstrap
+
+def rss_kb():
+    with open("/proc/self/status", "rb") as status:
+        for line in status:
+            if line.startswith(b"VmRSS:"):
+                return int(line.split()[1])
+
+def own(name):
+    return name == "proxymedic" or name.startswith("proxymedic.")
+
+def group_of(name):
+    top = name.partition(".")[0]
+    if own(name):
+        return ".".join(name.split(".")[:2])
+    return "standard library" if top in sys.stdlib_module_names else top
+
+def stand_in(name, module):
+    # What needs a cluster: the service account's files, and the agent's work.
+    if name == "proxymedic.kube.config":
+        import ssl
+        def in_cluster_connection():
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            return module.Connection(server="https://127.0.0.1:6443", token=lambda: "", ssl_context=context)
+        module.in_cluster_connection = in_cluster_connection
+    elif name == "proxymedic.agent.runner":
+        async def run(self, stop):
+            return None
+        module.AgentRunner.run = run
+
+started_kb = rss_kb()
+groups = {}  # group -> [kB, modules]
+frames = [["", "", 0]]  # the imports under way: [module, group, kB added by the imports made in it]
+load = bootstrap._find_and_load
+
+def measured_load(name, import_):
+    parent = frames[-1]
+    # A module ProxyMedic's code imports starts a group; what it imports in turn joins it.
+    group = group_of(name) if own(name) or not parent[0] or own(parent[0]) else parent[1]
+    before = rss_kb()
+    frames.append([name, group, 0])
+    try:
+        module = load(name, import_)
+    finally:
+        nested = frames.pop()[2]
+        added = rss_kb() - before
+        parent[2] += added
+        entry = groups.setdefault(group, [0, 0])
+        entry[0] += added - nested
+    entry[1] += 1
+    stand_in(name, module)
+    return module
+
+# Every import of a module not loaded yet comes here: `import`, __import__, importlib.import_module.
+bootstrap._find_and_load = measured_load
+sys.argv = ["proxymedic", *sys.argv[1:]]
+code = 0
+try:
+    runpy.run_module("proxymedic.cli.main", run_name="__main__", alter_sys=True)
+except SystemExit as exit:
+    code = exit.code
+bootstrap._find_and_load = load
+total_kb = rss_kb()
+import json
+result = {"exit_code": code, "python_kb": started_kb, "total_kb": total_kb, "imports_kb": frames[0][2]}
+print(json.dumps(result | {"groups": groups}))
+"""
+"""``python -m proxymedic.cli.main ARGS`` under an import hook that records the RSS each import
+added, less that of the imports it made in turn (see ``agent_import_profile``)."""
+
+AGENT_ARGS = ["agent", "--node-name", "profile", "--metrics-port", "0"]
+"""As the pod run's agent, whose metrics server is off as well."""
+
+
+def agent_import_profile() -> dict[str, Any]:
+    """Where the agent's memory goes at start: ``proxymedic agent`` in a pod's configuration, in a
+    fresh process, up to its first API call, and the RSS (VmRSS) its imports added, by group.
+
+    A group is a package ProxyMedic's code imports (the standard library counts as one) with
+    whatever that import brought in that was not loaded yet; ProxyMedic's modules are grouped by
+    subpackage. So a dependency shared by two packages counts where it was first imported: in
+    the agent's order, which this process keeps. Memory an import touched counts for it, pages it
+    freed and the allocator kept included. ``outside_imports_mb`` is the rest of the start-up
+    (the parser, the settings, the metrics, the adapters, an event loop).
+
+    Stood in for, as needing a cluster: the service account's files (the connection is made
+    without them) and ``AgentRunner.run`` (it returns before any API call, so modules imported
+    later, by a sensing round or a watch, are not here). ProxyMedic's modules are read from
+    bytecode, as from the image's installed wheel: a first run writes it under a temporary
+    ``PYTHONPYCACHEPREFIX``, the second is measured."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("KUBECONFIG", "PYTHONDONTWRITEBYTECODE")
+    }
+    env |= {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
+    with tempfile.TemporaryDirectory(prefix="proxymedic-pycache-") as cache:
+        env["PYTHONPYCACHEPREFIX"] = cache
+        for _ in range(2):
+            done = subprocess.run(
+                [sys.executable, "-c", _IMPORT_PROFILE, *AGENT_ARGS],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
+            raw = json.loads(done.stdout.splitlines()[-1]) if done.returncode == 0 else {}
+            if raw.get("exit_code") != 0:
+                raise RuntimeError(f"the agent's start failed ({done.returncode}): {done.stderr[-2000:]}")
+    groups = [
+        {"name": name, "mb": kb / 1024, "modules": count}
+        for name, (kb, count) in sorted(raw["groups"].items(), key=lambda item: -item[1][0])
+    ]
+    return {
+        "command": " ".join(["proxymedic", *AGENT_ARGS]),
+        "python_mb": raw["python_kb"] / 1024,
+        "imports_mb": raw["imports_kb"] / 1024,
+        "outside_imports_mb": (raw["total_kb"] - raw["python_kb"] - raw["imports_kb"]) / 1024,
+        "total_mb": raw["total_kb"] / 1024,
+        "groups": groups,
+    }
+
+
+__all__ = [
+    "agent_footprint",
+    "agent_import_profile",
+    "operator_footprint",
+    "pod_agent_footprint",
+    "timedelta",
+]
 
 
 def cluster_state(services: int = 10_000, endpoints_per_service: int = 10, nodes: int = 1_000) -> list[str]:
@@ -668,12 +802,12 @@ def cluster_state(services: int = 10_000, endpoints_per_service: int = 10, nodes
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.footprint operator``: the operator's footprint alone (or the agent's),
     printed as JSON without the RSS series; ``cluster-state``: the operator's Cluster alone,
-    under tracemalloc (seconds, not minutes)."""
+    under tracemalloc, and ``agent-imports``: where the agent's memory goes at start (seconds,
+    not minutes)."""
     import argparse
-    import json
 
     parser = argparse.ArgumentParser(prog="python -m bench.footprint")
-    parser.add_argument("which", choices=("operator", "agent", "cluster-state"))
+    parser.add_argument("which", choices=("operator", "agent", "agent-imports", "cluster-state"))
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--nodes", type=int, default=1_000)
     parser.add_argument("--idle-seconds", type=float, default=20.0)
@@ -688,7 +822,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.which == "cluster-state":
         print("\n".join(cluster_state(args.services, nodes=args.nodes)))
         return 0
-    if args.which == "agent":
+    if args.which == "agent-imports":
+        result = agent_import_profile()
+    elif args.which == "agent":
         result = asyncio.run(agent_footprint())
     else:
         result = asyncio.run(

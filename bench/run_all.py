@@ -290,6 +290,7 @@ async def footprint_benchmarks(plan: Plan, log: list[str]) -> dict[str, Any]:
     say(log, "Agent footprint ...")
     agent = await agent_footprint(plan.agent_seconds)
     share = agent.pop("kubernetes_client_mb")
+    imports = agent.pop("imports")
     for label, data in agent.items():
         if "skipped" in data:
             say(log, f"  agent ({label}): not measured: {data['skipped']}")
@@ -310,7 +311,11 @@ async def footprint_benchmarks(plan: Plan, log: list[str]) -> dict[str, Any]:
         f"  the kubernetes client (imported for --kubeconfig only, not in a pod) adds {share:.1f} MB: "
         f"the kernel agent less that is {agent['kernel']['rss_mb'] - share:.0f} MB",
     )
-    return {"operator": operator, "agent": agent, "kubernetes_client_mb": share}
+    top = ", ".join(f"{group['name']} {group['mb']:.1f} MB" for group in imports["groups"][:5])
+    say(
+        log, f"  the agent's start: {imports['total_mb']:.1f} MB, Python {imports['python_mb']:.1f} MB; {top}"
+    )
+    return {"operator": operator, "agent": agent, "kubernetes_client_mb": share, "agent_imports": imports}
 
 
 async def kernel_section(plan: Plan, log: list[str]) -> dict[str, Any]:

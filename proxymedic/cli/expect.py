@@ -2,7 +2,8 @@
 
 Reads Services, EndpointSlices and Nodes from manifest files (``-f``, multi-document YAML, ``kind:
 List`` accepted) or from the cluster, and prints the virtual servers with their real servers.
-Exit codes: 0, 1 for a file that cannot be read, 3 when the cluster cannot be read.
+Exit codes: 0, 1 for a file that cannot be read, 3 when the cluster cannot be read. Its options are
+in ``options.py``.
 """
 
 from __future__ import annotations
@@ -13,69 +14,20 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import aiohttp
 import yaml
 
-from proxymedic.cli import usage
-from proxymedic.expectation import MODE, NodeExpectation, ProxyOptions, expect_from_objects
+from proxymedic.expectation import NodeExpectation, ProxyOptions, expect_from_objects
 from proxymedic.kube.client import ApiError, JsonObject, KubeClient
 from proxymedic.kube.config import KubeconfigError, load_connection
 from proxymedic.kube.resources import ENDPOINT_SLICES, NODES, SERVICES, Resource
 from proxymedic.runbook.errors import ClusterAccessError, KubeconfigUnusableError, RunbookError
 
-DESCRIPTION = (
-    "Print the IPVS virtual servers and real servers kube-proxy should have programmed on NODE right "
-    "now, computed from Services, EndpointSlices and Nodes as kube-proxy would: per address family; "
-    "ClusterIPs, NodePorts on the node's addresses, externalIPs and load-balancer ingress IPs (not "
-    "those with ipMode Proxy); ready endpoints, else serving terminating ones; internal and external "
-    "traffic policy Local; topology hints. Compare it with `ipvsadm -Ln` on the node. Virtual servers "
-    "are sorted by address (IPv4 before IPv6, numerically), then port and protocol; real servers by "
-    "address, then port."
-)
-
 
 class ManifestError(RunbookError):
     """A manifest file that cannot be read or is not YAML."""
-
-
-def add_command(commands: Any) -> None:
-    expect = usage.add_command(
-        commands,
-        "expect",
-        help="what kube-proxy should have programmed on a node (IPVS virtual and real servers)",
-        description=DESCRIPTION,
-    )
-    expect.add_argument("node", metavar="NODE", help="the node's name, as its Node object and nodeName")
-    expect.add_argument(
-        "-f",
-        "--filename",
-        dest="files",
-        type=Path,
-        action="append",
-        metavar="FILE",
-        help="a manifest of Services, EndpointSlices and Nodes; repeatable. Without -f, read the cluster",
-    )
-    expect.add_argument("--mode", choices=(MODE,), default=MODE, help="kube-proxy's proxy mode")
-    expect.add_argument(
-        "--node-address",
-        dest="node_addresses",
-        action="append",
-        metavar="IP",
-        help="an address NodePorts are programmed on; repeatable (default: the Node's InternalIPs)",
-    )
-    expect.add_argument(
-        "--kubeconfig",
-        metavar="FILE",
-        help="the kubeconfig to use (default: KUBECONFIG, else ~/.kube/config)",
-    )
-    expect.add_argument(
-        "--context", metavar="NAME", help="the kubeconfig context to use (default: its current context)"
-    )
-    expect.add_argument(
-        "-o", "--output", choices=("text", "json"), default="text", help="text for people or json for scripts"
-    )
 
 
 def _documents(path: Path) -> Iterator[JsonObject]:

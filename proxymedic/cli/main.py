@@ -10,9 +10,8 @@ from datetime import datetime
 from pathlib import Path
 
 from proxymedic import __version__
-from proxymedic.cli import crds, expect, reference, run, runbook_commands
+from proxymedic.cli import options, run
 from proxymedic.cli.usage import HelpFormatter, add_command
-from proxymedic.cli.validate import validate
 
 
 def program_name(argv0: str | None = None) -> str:
@@ -87,8 +86,8 @@ def build_parser(prog: str = "proxymedic") -> argparse.ArgumentParser:
     )
     reference_cmd.add_argument("--check", action="store_true", help="exit 1 if the file differs")
 
-    runbook_commands.add_commands(commands)
-    expect.add_command(commands)
+    options.add_runbook_commands(commands)
+    options.add_expect_command(commands)
     run.add_operator_command(commands)
     run.add_agent_command(commands)
     return parser
@@ -98,17 +97,28 @@ def main(argv: Sequence[str] | None = None, *, clock: Callable[[], datetime] | N
     """The command line; ``clock`` fixes the time ages are measured from (tests)."""
     prog = program_name()
     args = build_parser(prog).parse_args(argv)
+    # Each command's code is imported when it runs: the others, the agent first, would carry it.
     match args.command:
         case "status" | "diagnose" | "explain":
+            from proxymedic.cli import runbook_commands
+
             return runbook_commands.run(args, prog, clock)
         case "expect":
+            from proxymedic.cli import expect
+
             return expect.run(args, prog)
         case "crds":
+            from proxymedic.cli import crds
+
             directories = args.output_dir or list(crds.DEFAULT_DIRECTORIES)
             return max(crds.run(directory, args.check) for directory in directories)
         case "validate":
+            from proxymedic.cli.validate import validate
+
             return validate(args.paths)
         case "reference":
+            from proxymedic.cli import reference
+
             return reference.run(reference.DEFAULT_OUTPUT, reference.DEFAULT_VALUES, args.check)
         case "demo":
             if args.serve:

@@ -5,7 +5,7 @@ kubectl), print tables for people (colour only on a terminal) or ``-o json|yaml`
 and end with exit code 0, or with one line on stderr and a non-zero code:
 1 for a node, agent or reason that is not there, 3 when the cluster cannot be read
 (unreachable, CRDs missing, no permission), 4 when the kubeconfig is missing, unreadable or
-invalid; argparse's usage errors are 2.
+invalid; argparse's usage errors are 2. Their options are in ``options.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import Any, TextIO
 import yaml
 
 from proxymedic.api.reasons import HOLD_RULES, REASONS, lookup
-from proxymedic.cli.usage import add_command
 from proxymedic.kube.client import Connection, KubeClient
 from proxymedic.kube.config import KubeconfigError, load_connection
 from proxymedic.runbook.diagnose import build_diagnosis
@@ -47,72 +46,6 @@ from proxymedic.runbook.snapshot import Snapshot, build_view
 from proxymedic.runbook.status import DEFAULT_EVENT_LIMIT, build_status
 
 Clock = Callable[[], datetime]
-OUTPUTS = ("text", "json", "yaml")
-
-
-def _kube_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--kubeconfig",
-        metavar="FILE",
-        help="the kubeconfig to use (default: KUBECONFIG, else ~/.kube/config)",
-    )
-    parser.add_argument(
-        "--context", metavar="NAME", help="the kubeconfig context to use (default: its current context)"
-    )
-
-
-def _output_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-o", "--output", choices=OUTPUTS, default="text", help="text for people, json or yaml for scripts"
-    )
-    parser.add_argument(
-        "--color",
-        choices=("auto", "always", "never"),
-        default="auto",
-        help="colour the text output: auto means on a terminal without NO_COLOR set",
-    )
-
-
-def add_commands(commands: Any) -> None:
-    status = add_command(
-        commands,
-        "status",
-        help="policies, nodes by health, open intents, recent remediations and holds",
-        description="Policies and their state, nodes by health (fresh, stale, unknown, agent silent, no "
-        "agent), open intents, and recent remediations and holds, with the time since each.",
-    )
-    _kube_flags(status)
-    _output_flags(status)
-    status.add_argument(
-        "--events", type=int, default=DEFAULT_EVENT_LIMIT, metavar="N", help="how many recent Events to show"
-    )
-
-    diagnose = add_command(
-        commands,
-        "diagnose",
-        help="the runbook for one node: what is wrong, where, and what ProxyMedic does about it",
-        description="Answer the manual runbook for NODE from its NodeProxyHealth, the EndpointSlices and the "
-        "operator's Events: proxy mode, stuck connections, sync freshness, real servers vs EndpointSlices, "
-        "conntrack, sysctls, node-local or cluster-wide, and what ProxyMedic did or would do.",
-    )
-    diagnose.add_argument("node", metavar="NODE", help="the node's name, as `kubectl get nodes` shows it")
-    _kube_flags(diagnose)
-    _output_flags(diagnose)
-
-    explain = add_command(
-        commands,
-        "explain",
-        help="what an Event reason (or a guardrail rule) means and what to do",
-        description="Explain an Event reason ProxyMedic posts, or a rule named in a RemediationHeld "
-        "Event; without an argument, list them all.",
-    )
-    explain.add_argument(
-        "reason",
-        metavar="EVENT-REASON",
-        nargs="?",
-        help="an Event reason or a guardrail rule (default: list all)",
-    )
-    _output_flags(explain)
 
 
 def _painter(args: argparse.Namespace, stream: TextIO) -> Painter:

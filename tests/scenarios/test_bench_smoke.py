@@ -134,6 +134,25 @@ def test_the_agent_rss_goal_is_judged_on_the_pod_run_with_the_kubeconfig_run_bes
     section = footprint_section(measured, {})
     assert "| pod | 48 MB | 0.05% over 30 s | `proxymedic agent` as a DaemonSet pod runs it" in section
     assert "the kubernetes client imported" in section  # the kubeconfig run's
+    assert "Where the agent's memory goes" not in section  # a run from before the profile
+
+    groups = [{"name": f"package-{i}", "mb": 10.0 - i, "modules": 10} for i in range(10)]
+    measured["footprint"]["agent_imports"] = {
+        "command": "proxymedic agent --node-name profile --metrics-port 0",
+        "python_mb": 9.3,
+        "imports_mb": 41.7,
+        "outside_imports_mb": 0.3,
+        "total_mb": 51.3,
+        "groups": groups,
+    }
+    section = footprint_section(measured, {})
+    assert "#### Where the agent's memory goes" in section
+    assert "| Python at start | 9.3 MB | |" in section
+    assert "| package-0 | 10.0 MB | 10 |" in section
+    assert "| package-7 | 3.0 MB | 10 |" in section
+    assert "package-8" not in section
+    assert "| 2 more | 3.0 MB | 20 |" in section
+    assert "| **in all** | **51.3 MB** | |" in section
 
     skipped = _footprint({"skipped": "no etcd on PATH"})
     assert "not measured in a pod: no etcd on PATH): **missed** |" in _goals(skipped)
