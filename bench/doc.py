@@ -365,7 +365,7 @@ def _latency(results: dict[str, Any], plots: dict[str, str]) -> str:
         "All nodes healthy, agents with their production settings (sensing every 10 s, results of "
         "intents arriving within 1 s share one write), the policy's default guardrails, a graceful "
         "rollout (2 s lameduck), on the spread harness (above).\n",
-        "| Nodes | API server | Node results | p50 | p99 | max | Intent created after (per pod) |",
+        "| Nodes | API server | Node results | p50 | p99 | max | Intent in a watch after (per pod) |",
         "|---|---|---|---|---|---|---|",
     ]
     for run in scale:

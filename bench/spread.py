@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,8 @@ WORKERS = 4
 IDLE_WATCH_POLL = 5.0
 """How often the emulator checks an idle watch's client: 10,000 watches at the default 0.5 s
 would wake its loop 20,000 times a second."""
+RESULTS_WITHIN = 300.0
+"""After the rollout's settle time, how long to wait for the nodes' results still missing."""
 LOOP_PROBE = 0.1
 """Each worker measures its event loop's lateness with a sleep of this many seconds."""
 
@@ -328,6 +331,8 @@ class SpreadCluster:
         self.out_of_use_at: dict[str, float] = {}
         self.intents: dict[str, tuple[float, tuple[str, ...]]] = {}
         """Fast-path intents (all nodes): when this process's watch saw them, and their dead backends."""
+        self.decided: dict[str, float] = {}
+        """Those intents' ``decidedAt``: when the operator decided them."""
         self.writes: list[Write] = []
         self.workers: list[_Worker] = []
         self.client: KubeClient
@@ -442,6 +447,13 @@ class SpreadCluster:
         """Intent results the agents have made so far."""
         return sum(reply["count"] for reply in await self.broadcast("results"))
 
+    async def wait_results(self, count: int, every: float = 1.0) -> None:
+        """Return once the agents have made ``count`` intent results (bounded by the caller)."""
+        made = await self.results()
+        while made < count:
+            await asyncio.sleep(every)
+            made = await self.results()
+
     async def reported(self) -> int:
         return sum(reply["reported"] for reply in await self.broadcast("status"))
 
@@ -516,6 +528,8 @@ class SpreadCluster:
         name = str((obj.get("metadata") or {}).get("name", ""))
         if event_type == "ADDED" and spec.get("allNodes") and name not in self.intents:
             self.intents[name] = (time.time(), tuple(spec.get("deadBackends") or ()))
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                self.decided[name] = datetime.fromisoformat(spec["decidedAt"]).timestamp()
 
     async def _watch_kube_proxy_pods(self) -> None:
         """The kube-proxy DaemonSet: a deleted pod comes back, and its kube-proxy starts afresh."""
@@ -600,13 +614,24 @@ async def run(
         started = time.time()
         await cluster.rollout(NEW_BACKENDS, lameduck=timing.lameduck, surge_wait=timing.surge_wait)
         await asyncio.sleep(timing.settle)
+        # A latency is a latency only if the slow nodes are in it: wait for every node's results.
+        waited = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RESULTS_WITHIN):
+                await cluster.wait_results(len(NEW_BACKENDS) * len(scenario.settings.nodes))
+        waited_for_results = time.monotonic() - waited
         await cluster.broadcast("traffic", on=False)
         ended = time.time()
         cpu_after = cluster.cpu()
         collected = await cluster.broadcast("collect", ended=ended)
     return _result(
         cluster, collected, timing, label, started, ended, (steady_from, steady_to), cpu_before, cpu_after
-    ) | {"ready_after": ready_after, "quiet_after": quiet_after, "run_seconds": time.monotonic() - t_build}
+    ) | {
+        "ready_after": ready_after,
+        "quiet_after": quiet_after,
+        "waited_for_results": waited_for_results,
+        "run_seconds": time.monotonic() - t_build,
+    }
 
 
 def _stages(cluster: SpreadCluster, nodes: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -616,12 +641,13 @@ def _stages(cluster: SpreadCluster, nodes: dict[str, Any]) -> dict[str, dict[str
     operator, delivery, before, execute = [], [], [], []
     for data in nodes.values():
         for intent, completed_at, duration, received in data["results"]:
-            seen, dead = cluster.intents.get(intent, (None, ()))
+            _, dead = cluster.intents.get(intent, (None, ()))
+            decided = cluster.decided.get(intent)
             changed = [cluster.out_of_use_at[ip] for ip in dead if ip in cluster.out_of_use_at]
-            if seen is None or received is None or not changed:
+            if decided is None or received is None or not changed:
                 continue
-            operator.append(seen - min(changed))
-            delivery.append(received - seen)
+            operator.append(decided - min(changed))
+            delivery.append(received - decided)
             before.append(completed_at - duration - received)
             execute.append(duration)
     return {

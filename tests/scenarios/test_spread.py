@@ -27,14 +27,6 @@ def _real_api_missing() -> str | None:
     return None
 
 
-async def _every_node_flushed_both(cluster: SpreadCluster) -> None:
-    """Each node's agent has made a result for each old pod (asked of the node processes)."""
-    results = 0
-    while results < 2 * NODES:
-        await asyncio.sleep(0.2)
-        results = await cluster.results()
-
-
 @pytest.mark.parametrize(
     "api",
     [
@@ -62,7 +54,7 @@ async def test_every_agent_repairs_through_its_own_watch(api: str, tmp_path: Pat
         assert sorted(h["metadata"]["name"] for h in healths) == [s.name for s in settings.settings.nodes]
         await cluster.rollout(["10.244.100.20", "10.244.100.21"], lameduck=0.3, surge_wait=0.2)
         async with asyncio.timeout(120):
-            await _every_node_flushed_both(cluster)
+            await cluster.wait_results(2 * NODES, every=0.2)  # each node flushes each old pod
         assert len(cluster.intents) == 2
         dead = sorted(backends for _, backends in cluster.intents.values())
         assert dead == [("10.244.100.10",), ("10.244.100.11",)]
