@@ -614,6 +614,7 @@ async def run(
         started = time.time()
         await cluster.rollout(NEW_BACKENDS, lameduck=timing.lameduck, surge_wait=timing.surge_wait)
         await asyncio.sleep(timing.settle)
+        cpu_after, settled = cluster.cpu(), time.time()
         # A latency is a latency only if the slow nodes are in it: wait for every node's results.
         waited = time.monotonic()
         with contextlib.suppress(TimeoutError):
@@ -622,10 +623,16 @@ async def run(
         waited_for_results = time.monotonic() - waited
         await cluster.broadcast("traffic", on=False)
         ended = time.time()
-        cpu_after = cluster.cpu()
         collected = await cluster.broadcast("collect", ended=ended)
     return _result(
-        cluster, collected, timing, label, started, ended, (steady_from, steady_to), cpu_before, cpu_after
+        cluster,
+        collected,
+        timing,
+        label,
+        (started, settled, ended),
+        (steady_from, steady_to),
+        cpu_before,
+        cpu_after,
     ) | {
         "ready_after": ready_after,
         "quiet_after": quiet_after,
@@ -666,12 +673,14 @@ def _result(
     collected: list[dict[str, Any]],
     timing: Timing,
     label: str,
-    started: float,
-    ended: float,
+    rollout: tuple[float, float, float],
     steady_window: tuple[float, float],
     cpu_before: dict[str, float],
     cpu_after: dict[str, float],
 ) -> dict[str, Any]:
+    """``rollout``: when it started, when its settle time ended (the CPU window), when the wait
+    for the slow nodes' results ended."""
+    started, settled, ended = rollout
     settings = cluster.settings
     nodes = {name: data for reply in collected for name, data in reply["nodes"].items()}
     kinds: dict[str, dict[str, Any]] = {}
@@ -700,7 +709,7 @@ def _result(
     }
     steady_from, steady_to = steady_window
     steady_writes = cluster.writes_between(steady_from, steady_to)
-    rollout_writes = cluster.writes_between(started, ended)
+    rollout_writes = cluster.writes_between(started, settled)  # the rollout and its settle time
     bins: dict[int, int] = {}
     for write in cluster.writes_between(steady_from, ended):
         bins[int(write[0] - started)] = bins.get(int(write[0] - started), 0) + 1
@@ -709,7 +718,7 @@ def _result(
     for data in nodes.values():
         restarts_by_kind[data["note"]] = restarts_by_kind.get(data["note"], 0) + data["restarts"]
     ticks = sorted(t for reply in collected for t in reply["ticks"])
-    seconds = ended - started
+    seconds = settled - started
     return {
         "label": label,
         "harness": {
@@ -718,7 +727,8 @@ def _result(
             "workers": len(cluster.workers),
             "cpu_seconds": {role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after},
             "cpu_cores": {
-                role: (cpu_after[role] - cpu_before.get(role, 0.0)) / seconds for role in cpu_after
+                role: (cpu_after[role] - cpu_before.get(role, 0.0)) / (settled - started)
+                for role in cpu_after
             },
             "loop_lag": [_lag(reply["loop_lag"]) for reply in collected],
             "machine_cores": os.cpu_count(),

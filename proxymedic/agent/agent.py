@@ -102,6 +102,9 @@ class NodeAgent:
         """The last sensing round begun."""
         self.node_labels: Mapping[str, str] = {}
         self._results: OrderedDict[str, IntentResult] = OrderedDict()
+        self.unread: dict[str, Exception] = {}
+        """Intents addressed here (by uid, else name) left unapplied because the Service's
+        EndpointSlices could not be read, with the error: the runner reads again, backing off."""
         self._malformed: set[str] = set()
         self._local = LocalFindings()
         self._written: tuple[Any, ...] | None = None
@@ -143,7 +146,11 @@ class NodeAgent:
         if isinstance(key, str) and key in self._results:
             return None  # applied already: every status update of the intent comes by, skip parsing it
         intent = self._parse(raw)
-        if intent is None or not self.wants(intent):
+        if intent is None:
+            return None
+        intent_key = intent.metadata.uid or intent.metadata.name
+        if not self.wants(intent):
+            self.unread.pop(intent_key, None)  # expired meanwhile, or not for this node
             return None
         in_use: InUse | None = None
         service = intent.spec.service
@@ -154,16 +161,18 @@ class NodeAgent:
         ):
             try:
                 in_use = await self.live_now(service.namespace, service.name)
-            except Exception as exc:  # unknown is never a reason to act: try again on the next delivery
+            except Exception as exc:  # unknown is never a reason to act: read again later
                 logger.warning(
-                    "intent %s: not applied: cannot read %s/%s's EndpointSlices to check that its dead "
-                    "backends are not live now: %s",
+                    "intent %s: not applied yet: cannot read %s/%s's EndpointSlices to check that its "
+                    "dead backends are not live now: %s",
                     intent.metadata.name,
                     service.namespace,
                     service.name,
-                    exc,
+                    str(exc) or type(exc).__name__,  # a timeout says nothing of itself
                 )
+                self.unread[intent_key] = exc
                 return None
+        self.unread.pop(intent_key, None)
         result = await execute(intent, self.dataplane, in_use)
         self._results[intent.metadata.uid or intent.metadata.name] = result
         while len(self._results) > 4 * MAX_RECENT_RESULTS:

@@ -77,6 +77,8 @@ class AgentRunner:
         self._finding_types: set[str] = set()
         self._node_addresses: tuple[str, ...] = ()
         self._scopes: dict[str, SensingScope | None] = {}
+        self._rereads: dict[str, asyncio.Task[None]] = {}
+        """Intents whose EndpointSlice read failed, being read again (by the agent's key)."""
         self.writes = 0
         self.rounds = 0
         """Sensing rounds finished, whether or not they wrote a report (a wait for a fresh look)."""
@@ -96,6 +98,7 @@ class AgentRunner:
         try:
             await stop.wait()
         finally:
+            tasks += self._rereads.values()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -156,11 +159,32 @@ class AgentRunner:
             return
         result = await self.agent.on_intent(obj)
         if result is None:
+            self._read_again_later(obj)
             return
         action = str((obj.get("spec") or {}).get("action", ""))
         self.metrics.intents.labels(action, str(result.outcome)).inc()
         self.metrics.intent_seconds.observe(result.duration_seconds)
         self._report_now.set()
+
+    def _read_again_later(self, obj: dict[str, Any]) -> None:
+        """An intent the agent could not apply because the Service's EndpointSlices could not be
+        read: the watch will not deliver it again, so read again, backing off (longer when the API
+        server says so), until it is applied or no longer wanted (expired)."""
+        meta = obj.get("metadata") or {}
+        key = meta.get("uid") or meta.get("name")
+        if not isinstance(key, str) or key not in self.agent.unread or key in self._rereads:
+            return
+        self._rereads[key] = asyncio.create_task(self._read_again(key, obj), name=f"reread:{key}")
+
+    async def _read_again(self, key: str, obj: dict[str, Any]) -> None:
+        try:
+            attempt = 0
+            while (error := self.agent.unread.get(key)) is not None:
+                attempt += 1
+                await asyncio.sleep(retry_delay(error, random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**attempt))))
+                await self.handle("MODIFIED", obj)
+        finally:
+            self._rereads.pop(key, None)
 
     async def _watch_intents(self, stop: asyncio.Event) -> None:
         attempt = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from datetime import UTC, datetime
 from typing import Any
@@ -12,10 +13,13 @@ from proxymedic.agent.agent import AgentSettings, NodeAgent
 from proxymedic.agent.executor import execute
 from proxymedic.agent.liveness import InUse
 from proxymedic.agent.node import NodeDataplane
+from proxymedic.agent.runner import AgentRunner
 from proxymedic.api.intent import IntentOutcome, RemediationIntent
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
 from proxymedic.dataplane.types import Endpoint, L4Protocol, ServiceKey
+from proxymedic.kube.client import ApiError
 from proxymedic.sim.kernel import ModelConfig, ModelledNode
+from proxymedic.sim.waiting import until
 from tests.unit.factories import intent, with_change
 
 pytestmark = pytest.mark.unit
@@ -238,6 +242,39 @@ async def test_the_agent_does_not_act_when_it_cannot_tell_what_is_live_now() -> 
     assert result is not None
     assert result.outcome is IntentOutcome.APPLIED, "retried on the next delivery"
     assert connections_to(model, DEAD) == 0
+
+
+class SlicesUnreadable:
+    """The API as an agent's runner sees it: its EndpointSlice reads refused ``failures`` times
+    (429, the API server's priority and fairness), then answered."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.reads = 0
+
+    async def list(self, resource: Any, namespace: str | None = None, **_: Any) -> tuple[list[Any], str]:
+        self.reads += 1
+        if self.reads <= self.failures:
+            raise ApiError(429, "TooManyRequests", "Too many requests, please try again later.", 0.0)
+        endpoint = {"addresses": [str(LIVE)], "conditions": {"ready": True}}
+        return [{"metadata": {"name": "kube-dns-1"}, "endpoints": [endpoint]}], "1"
+
+
+async def test_an_intent_whose_slices_could_not_be_read_is_read_again_until_applied() -> None:
+    dp, model = node()
+    api = SlicesUnreadable(failures=2)
+    agent = NodeAgent(AgentSettings(node_name="node-1"), dp)
+    runner = AgentRunner(api, agent)  # type: ignore[arg-type]  # only its list is used here
+    raw = flush_intent().model_dump(mode="json", by_alias=True)
+    await runner.handle("ADDED", raw)
+    assert connections_to(model, DEAD) == 3, "unknown is never a reason to act"
+    assert "uid-1" in agent.unread
+    async with asyncio.timeout(30):  # the watch delivers an intent once: the runner reads again
+        await until(lambda: bool(agent.recent_results()))
+    assert api.reads == 3
+    assert agent.recent_results()[0].outcome is IntentOutcome.APPLIED
+    assert connections_to(model, DEAD) == 0
+    assert not agent.unread
 
 
 async def test_a_draining_tcp_backend_keeps_its_real_server() -> None:
