@@ -335,9 +335,10 @@ over processes, each agent with its own watches, against the real kube-apiserver
   watch. The benchmark's process plays the rest of the cluster: the rollout's EndpointSlice
   changes (each node's kube-proxy learns of a change right after the API accepted it), the
   kube-proxy DaemonSet, and a watch of intents of its own. Write requests are counted from the
-  API server's audit log. Everything shares this machine's cores: the harness's own cost is
-  measured beside the latencies (CPU of each process during the rollout, and how late each node
-  process's event loop ran).
+  API server's audit log, those it refused (429, priority and fairness) included: a refused
+  write is load too, and an agent sends it again. Everything shares this machine's cores: the
+  harness's own cost is measured beside the latencies (CPU of each process during the rollout,
+  and how late each node process's event loop ran).
 - **Repair latency** of a node: from the moment the EndpointSlice change that took the old pod
   out of use was sent (its `ready` turning false, or the endpoint removed when the pod is killed)
   to the `completedAt` of that node's `IntentResult`. Each rollout replaces both CoreDNS pods one

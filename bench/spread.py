@@ -220,7 +220,7 @@ class NodeHost:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         while line := await reader.readline():
             command = json.loads(line)
-            reply = self.command(command)
+            reply = {**self.command(command), "id": command.get("id")}
             sys.stdout.write(json.dumps(reply) + "\n")
             sys.stdout.flush()
             if command["op"] == "quit":
@@ -291,25 +291,32 @@ async def nodes_main(spec: dict[str, Any]) -> None:
 # --- this process: the rest of the cluster -------------------------------------------------------
 
 
-class _Worker:
+class NodeProcess:
     """A node process and the commands it answers, one at a time."""
 
     def __init__(self, process: asyncio.subprocess.Process, names: list[str]) -> None:
         self.process = process
         self.names = frozenset(names)
         self._lock = asyncio.Lock()
+        self._sent = 0
 
     async def call(self, op: str, **args: Any) -> dict[str, Any]:
+        """Send a command and return its reply. Each reply names its command: a call cancelled
+        after sending (a timeout around it) leaves its reply behind, which the next call skips."""
         assert self.process.stdin is not None
         assert self.process.stdout is not None
         async with self._lock:
-            self.process.stdin.write((json.dumps({"op": op, **args}) + "\n").encode())
+            self._sent += 1
+            number = self._sent
+            self.process.stdin.write((json.dumps({"op": op, "id": number, **args}) + "\n").encode())
             await self.process.stdin.drain()
-            line = await self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"node process {self.process.pid} exited ({self.process.returncode})")
-        reply: dict[str, Any] = json.loads(line)
-        return reply
+            while True:
+                line = await self.process.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"node process {self.process.pid} exited ({self.process.returncode})")
+                reply: dict[str, Any] = json.loads(line)
+                if reply.get("id") == number:
+                    return reply
 
 
 class SpreadCluster:
@@ -334,7 +341,7 @@ class SpreadCluster:
         self.decided: dict[str, float] = {}
         """Those intents' ``decidedAt``: when the operator decided them."""
         self.writes: list[Write] = []
-        self.workers: list[_Worker] = []
+        self.workers: list[NodeProcess] = []
         self.client: KubeClient
         self._operator: OperatorProcess | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -402,7 +409,7 @@ class SpreadCluster:
                     limit=2**27,  # a worker's collected results come as one line
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )
-            self.workers.append(_Worker(process, names))
+            self.workers.append(NodeProcess(process, names))
 
     def _stall_of(self, spec: NodeSpec) -> Stall:
         kinds = {kind.name: kind for kind in self.scenario.kinds}

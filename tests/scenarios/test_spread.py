@@ -4,12 +4,15 @@ processes apart, each agent with its own watches (not a benchmark: its code cann
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from bench.measured import NodeKind, scenario
-from bench.spread import SpreadCluster
+from bench.spread import NodeProcess, SpreadCluster
 from bench.spread_api import audit_writes
 from proxymedic.kube.resources import NODE_HEALTHS
 from tests.realk8s.binaries import Missing, find
@@ -66,3 +69,27 @@ async def test_every_agent_repairs_through_its_own_watch(api: str, tmp_path: Pat
     assert len(patched) == 6  # per pod replaced: the new one added, the old one not ready, then gone
     if api == "real":
         assert audit_writes(tmp_path / "audit.log") == cluster.writes
+
+
+class _Stdin:
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def write(self, data: bytes) -> None:
+        self.lines.append(json.loads(data))
+
+    async def drain(self) -> None:
+        return None
+
+
+async def test_a_cancelled_command_leaves_no_reply_for_the_next_one() -> None:
+    stdout = asyncio.StreamReader()
+    process = SimpleNamespace(stdin=_Stdin(), stdout=stdout, pid=1, returncode=None)
+    worker = NodeProcess(process, ["node-00001"])  # type: ignore[arg-type]  # the pipes are all it uses
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await worker.call("results")  # sent; its reply comes too late
+    stdout.feed_data(b'{"count": 1, "id": 1}\n')
+    stdout.feed_data(b'{"reported": 3, "id": 2}\n')
+    assert await worker.call("status") == {"reported": 3, "id": 2}
+    assert [line["op"] for line in process.stdin.lines] == ["results", "status"]
