@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -170,8 +171,8 @@ class AgentRunner:
         """An intent the agent could not apply because the Service's EndpointSlices could not be
         read: the watch will not deliver it again, so read again, backing off (longer when the API
         server says so), until it is applied or no longer wanted (expired)."""
-        meta = obj.get("metadata") or {}
-        key = meta.get("uid") or meta.get("name")
+        meta = obj.get("metadata") if isinstance(obj, Mapping) else None  # a watch hands over any JSON
+        key = (meta.get("uid") or meta.get("name")) if isinstance(meta, Mapping) else None
         if not isinstance(key, str) or key not in self.agent.unread or key in self._rereads:
             return
         self._rereads[key] = asyncio.create_task(self._read_again(key, obj), name=f"reread:{key}")
