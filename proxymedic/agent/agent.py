@@ -41,6 +41,13 @@ def _identity(raw: object) -> str:
     return str(meta.get("uid") or meta.get("name"))[:253]
 
 
+def intent_key(raw: object) -> str | None:
+    """How the agent keys an intent that arrived (its uid, else its name); None without one."""
+    meta = raw.get("metadata") if isinstance(raw, Mapping) else None
+    key = (meta.get("uid") or meta.get("name")) if isinstance(meta, Mapping) else None
+    return key if isinstance(key, str) else None
+
+
 @dataclass
 class AgentSettings:
     node_name: str
@@ -141,16 +148,15 @@ class NodeAgent:
         Whatever arrives (the watch hands over any JSON value) is either applied, or logged once
         with the reason and ignored: it never raises.
         """
-        meta = raw.get("metadata") if isinstance(raw, Mapping) else None
-        key = (meta.get("uid") or meta.get("name")) if isinstance(meta, Mapping) else None
-        if isinstance(key, str) and key in self._results:
+        key = intent_key(raw)
+        if key is not None and key in self._results:
             return None  # applied already: every status update of the intent comes by, skip parsing it
         intent = self._parse(raw)
         if intent is None:
             return None
-        intent_key = intent.metadata.uid or intent.metadata.name
+        key = intent.metadata.uid or intent.metadata.name
         if not self.wants(intent):
-            self.unread.pop(intent_key, None)  # expired meanwhile, or not for this node
+            self.unread.pop(key, None)  # expired meanwhile, or not for this node
             return None
         in_use: InUse | None = None
         service = intent.spec.service
@@ -170,11 +176,11 @@ class NodeAgent:
                     service.name,
                     str(exc) or type(exc).__name__,  # a timeout says nothing of itself
                 )
-                self.unread[intent_key] = exc
+                self.unread[key] = exc
                 return None
-        self.unread.pop(intent_key, None)
+        self.unread.pop(key, None)
         result = await execute(intent, self.dataplane, in_use)
-        self._results[intent.metadata.uid or intent.metadata.name] = result
+        self._results[key] = result
         while len(self._results) > 4 * MAX_RECENT_RESULTS:
             self._results.popitem(last=False)
         log = logger.warning if result.outcome in ("Failed", "Refused") else logger.info

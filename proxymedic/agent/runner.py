@@ -10,12 +10,11 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
-from proxymedic.agent.agent import NodeAgent
+from proxymedic.agent.agent import NodeAgent, intent_key
 from proxymedic.agent.liveness import InUse, in_use
 from proxymedic.agent.metrics import AgentMetrics
 from proxymedic.agent.scope import node_internal_ips, policy_scope, sensing_keys
@@ -66,6 +65,11 @@ def status_patch(status: NodeProxyHealthStatus) -> dict[str, Any]:
     return {"status": _merge_patch(body)}
 
 
+def _retry_wait(exc: BaseException, attempt: int) -> float:
+    """Capped, jittered exponential backoff, or longer when the server asked (Retry-After)."""
+    return retry_delay(exc, random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**attempt)))
+
+
 class AgentRunner:
     def __init__(self, client: KubeClient, agent: NodeAgent, metrics: AgentMetrics | None = None) -> None:
         self.client = client
@@ -114,7 +118,7 @@ class AgentRunner:
                 return
             except TRANSIENT as exc:
                 attempt += 1
-                delay = retry_delay(exc, random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**attempt)))
+                delay = _retry_wait(exc, attempt)
                 logger.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
@@ -171,9 +175,8 @@ class AgentRunner:
         """An intent the agent could not apply because the Service's EndpointSlices could not be
         read: the watch will not deliver it again, so read again, backing off (longer when the API
         server says so), until it is applied or no longer wanted (expired)."""
-        meta = obj.get("metadata") if isinstance(obj, Mapping) else None  # a watch hands over any JSON
-        key = (meta.get("uid") or meta.get("name")) if isinstance(meta, Mapping) else None
-        if not isinstance(key, str) or key not in self.agent.unread or key in self._rereads:
+        key = intent_key(obj)
+        if key is None or key not in self.agent.unread or key in self._rereads:
             return
         self._rereads[key] = asyncio.create_task(self._read_again(key, obj), name=f"reread:{key}")
 
@@ -182,7 +185,7 @@ class AgentRunner:
             attempt = 0
             while (error := self.agent.unread.get(key)) is not None:
                 attempt += 1
-                await asyncio.sleep(retry_delay(error, random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**attempt))))
+                await asyncio.sleep(_retry_wait(error, attempt))
                 await self.handle("MODIFIED", obj)
         finally:
             self._rereads.pop(key, None)
@@ -204,7 +207,7 @@ class AgentRunner:
                 continue
             except TRANSIENT as exc:
                 attempt += 1
-                delay = retry_delay(exc, random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**attempt)))
+                delay = _retry_wait(exc, attempt)
                 logger.warning("watching intents failed (%s); retrying in %.1f s", exc, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
@@ -250,7 +253,7 @@ class AgentRunner:
                 continue
             except TRANSIENT as exc:
                 attempt += 1
-                delay = retry_delay(exc, random.uniform(0, min(BACKOFF_CAP, 0.5 * 2**attempt)))
+                delay = _retry_wait(exc, attempt)
                 logger.warning("watching policies failed (%s); retrying in %.1f s", exc, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
