@@ -11,7 +11,7 @@ from bench.footprint import cpu_seconds
 from bench.measured import NEW_BACKENDS, Measured, Scenario, count_by, percentile
 from proxymedic.sim.kubeproxy import Stall
 from proxymedic.sim.traffic import ClientStats
-from proxymedic.sim.world import DNS_VIP, SimNode, World
+from proxymedic.sim.world import DNS_VIP, SimNode
 
 STATUS_WRITE = "PATCH nodeproxyhealths/status"
 
@@ -27,9 +27,9 @@ class Timing:
     settle: float = 10.0
 
 
-async def _operator_quiet(world: World, below: float = 20.0, within: float = 120.0) -> float:
-    """Seconds until the operator process used less than ``below`` % of a core over one second."""
-    pid = world.operator_pid()
+async def operator_quiet(pid: int | None, below: float = 20.0, within: float = 120.0) -> float:
+    """Seconds until the operator process ``pid`` used less than ``below`` % of a core over one
+    second (0 where the operator has no process of its own)."""
     if pid is None:
         return 0.0
     started = time.monotonic()
@@ -39,6 +39,24 @@ async def _operator_quiet(world: World, below: float = 20.0, within: float = 120
         if 100 * (cpu_seconds(pid) - before) / (time.monotonic() - at) < below:
             break
     return time.monotonic() - started
+
+
+def latency_summary(
+    latencies: dict[str, list[float]], delivered: dict[str, float], durations: list[float]
+) -> dict[str, Any]:
+    """The repair latencies per dead backend, their percentiles over all nodes, when each intent
+    was seen, and how long the agents took to execute."""
+    every = [v for values in latencies.values() for v in values]
+    return {
+        "per_backend": {ip: sorted(v) for ip, v in latencies.items()},
+        "count": len(every),
+        "p50": percentile(every, 50),
+        "p99": percentile(every, 99),
+        "max": max(every, default=float("nan")),
+        "intent_seen_after": delivered,
+        "execute_p50": percentile(durations, 50),
+        "execute_max": max(durations, default=float("nan")),
+    }
 
 
 def merge_stats(stats: list[ClientStats]) -> dict[str, Any]:
@@ -103,7 +121,7 @@ async def run(
                 runner.agent.settings.heartbeat = production_heartbeat
         # The rollout starts on a quiet control plane: the reports of a shortened heartbeat (or of
         # thousands of agents starting) still queued at the operator are not a rollout's cost.
-        quiet_after = await _operator_quiet(world)
+        quiet_after = await operator_quiet(world.operator_pid())
         cluster.stall()
         started = time.time()
         series_from = started - timing.steady
@@ -126,7 +144,6 @@ async def run(
                 prev = bounds.get(kind, 0.0)
                 bounds[kind] = None if bound is None or prev is None else max(prev, bound)
         latencies = cluster.repair_latencies()
-        all_latencies = [v for values in latencies.values() for v in values]
         durations = [r.duration_seconds for results in world.results.values() for r in results]
         delivered = {
             ip: cluster.intents[name][0] - world.out_of_use_at[ip]
@@ -160,16 +177,7 @@ async def run(
                 kind: {"nodes": data["nodes"], **merge_stats(data["stats"]), "bound": bounds.get(kind, 0.0)}
                 for kind, data in kinds.items()
             },
-            "latency": {
-                "per_backend": {ip: sorted(v) for ip, v in latencies.items()},
-                "count": len(all_latencies),
-                "p50": percentile(all_latencies, 50),
-                "p99": percentile(all_latencies, 99),
-                "max": max(all_latencies, default=float("nan")),
-                "intent_seen_after": delivered,
-                "execute_p50": percentile(durations, 50),
-                "execute_max": max(durations, default=float("nan")),
-            },
+            "latency": latency_summary(latencies, delivered, durations),
             "steady_writes": steady,
             "rollout_writes": {
                 "seconds": ended - started,

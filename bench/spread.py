@@ -43,7 +43,7 @@ import aiohttp
 
 from bench.footprint import cpu_seconds
 from bench.measured import NEW_BACKENDS, CountingEmulator, Scenario, Write, count_by, percentile
-from bench.rollout import Timing, failure_bound, merge_stats
+from bench.rollout import Timing, failure_bound, latency_summary, merge_stats, operator_quiet
 from bench.spread_api import EmulatorServer, RealServer, cluster_objects, end_process, setup_document
 from proxymedic.agent.runner import AgentRunner
 from proxymedic.api.crd import KINDS, build_crd
@@ -56,7 +56,15 @@ from proxymedic.sim.coredns import DNS_NAMESPACE, DNS_VIP, SLICE_NAME, DnsPods, 
 from proxymedic.sim.kubeproxy import Stall
 from proxymedic.sim.operators import OperatorProcess
 from proxymedic.sim.traffic import ClientStats
-from proxymedic.sim.world import NodeSpec, RecordingAgent, SimNode, WorldSettings, node_agent, sim_node
+from proxymedic.sim.world import (
+    NodeSpec,
+    RecordingAgent,
+    SimNode,
+    WorldSettings,
+    node_agent,
+    sim_node,
+    tick_nodes,
+)
 
 logger = logging.getLogger("bench.spread")
 
@@ -191,18 +199,9 @@ class NodeHost:
 
     async def _tick(self) -> None:
         """Every node's kube-proxy and DNS clients once per query interval, as ``World`` ticks them."""
-        chunk = 250
         while True:
             started = time.monotonic()
-            nodes = list(self.nodes.values())
-            for offset in range(0, len(nodes), chunk):
-                now = time.time()
-                for node in nodes[offset : offset + chunk]:
-                    node.sim.kube_proxy.tick(now)
-                    if self.traffic:
-                        for client in node.sim.clients:
-                            client.query(node.sim.model, now)
-                await asyncio.sleep(0)
+            await tick_nodes([node.sim for node in self.nodes.values()], self.traffic, chunk=250)
             spent = time.monotonic() - started
             self.tick_seconds.append(spent)
             await asyncio.sleep(max(0.0, self.settings.query_interval - spent))
@@ -570,18 +569,6 @@ class SpreadCluster:
         return [w for w in self.writes if start <= w[0] < end]
 
 
-async def _operator_quiet(cluster: SpreadCluster, below: float = 20.0, within: float = 120.0) -> float:
-    """Seconds until the operator used less than ``below`` % of a core over one second."""
-    pid = cluster.operator_pid()
-    started = time.monotonic()
-    while pid is not None and time.monotonic() - started < within:
-        before, at = cpu_seconds(pid), time.monotonic()
-        await asyncio.sleep(1.0)
-        if 100 * (cpu_seconds(pid) - before) / (time.monotonic() - at) < below:
-            break
-    return time.monotonic() - started
-
-
 def _lag(values: list[float]) -> dict[str, float]:
     return {"p50": percentile(values, 50), "p99": percentile(values, 99), "max": max(values, default=0.0)}
 
@@ -615,7 +602,7 @@ async def run(
         steady_to = time.time()
         if production_heartbeat is not None:
             await cluster.broadcast("heartbeat", seconds=production_heartbeat)
-        quiet_after = await _operator_quiet(cluster)
+        quiet_after = await operator_quiet(cluster.operator_pid())
         await cluster.broadcast("stall")
         cpu_before = cluster.cpu()
         started = time.time()
@@ -706,7 +693,6 @@ def _result(
             for ip in cluster.intents.get(intent, (0.0, ()))[1]:
                 if ip in latencies:
                     latencies[ip].append(completed_at - cluster.out_of_use_at[ip])
-    all_latencies = [v for values in latencies.values() for v in values]
     durations = [duration for data in nodes.values() for _, _, duration, _ in data["results"]]
     delivered = {
         ip: seen - cluster.out_of_use_at[ip]
@@ -750,17 +736,7 @@ def _result(
             kind: {"nodes": data["nodes"], **merge_stats(data["stats"]), "bound": bounds.get(kind, 0.0)}
             for kind, data in kinds.items()
         },
-        "latency": {
-            "per_backend": {ip: sorted(v) for ip, v in latencies.items()},
-            "count": len(all_latencies),
-            "p50": percentile(all_latencies, 50),
-            "p99": percentile(all_latencies, 99),
-            "max": max(all_latencies, default=float("nan")),
-            "intent_seen_after": delivered,
-            "execute_p50": percentile(durations, 50),
-            "execute_max": max(durations, default=float("nan")),
-            "stages": _stages(cluster, nodes),
-        },
+        "latency": latency_summary(latencies, delivered, durations) | {"stages": _stages(cluster, nodes)},
         "steady_writes": {
             "seconds": steady_to - steady_from,
             "writes": len(steady_writes),

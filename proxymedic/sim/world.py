@@ -199,6 +199,19 @@ def sim_node(spec: NodeSpec, index: int, settings: WorldSettings, desired: dict[
     return SimNode(spec, model, kube_proxy, clients)
 
 
+async def tick_nodes(nodes: list[SimNode], traffic: bool, chunk: int) -> None:
+    """One tick of each node's kube-proxy, and of its DNS clients when ``traffic``; ``chunk`` nodes
+    at a time, so that a large cluster's tick lets the rest of the loop (the API, the agents) run."""
+    for offset in range(0, len(nodes), chunk):
+        now = time.time()
+        for node in nodes[offset : offset + chunk]:
+            node.kube_proxy.tick(now)
+            if traffic:
+                for client in node.clients:
+                    client.query(node.model, now)
+        await asyncio.sleep(0)
+
+
 def node_agent(node: SimNode, settings: WorldSettings, results: list[IntentResult]) -> RecordingAgent:
     """ProxyMedic's agent for a simulated node: its dataplane is the node's modelled kernel, its
     kube-proxy probe the node's simulated kube-proxy."""
@@ -579,20 +592,10 @@ class World:
         self.nodes[node].kube_proxy.stall = kind
 
     async def _tick(self) -> None:
-        """Every node's kube-proxy and DNS clients, once per query interval; in chunks, so that a
-        large cluster's tick lets the rest of the loop (the API, the agents) run in between."""
-        chunk = 500
+        """Every node's kube-proxy and DNS clients, once per query interval."""
         while True:
             started = time.monotonic()
-            nodes = list(self.nodes.values())
-            for offset in range(0, len(nodes), chunk):
-                now = time.time()
-                for node in nodes[offset : offset + chunk]:
-                    node.kube_proxy.tick(now)
-                    if self.traffic:
-                        for client in node.clients:
-                            client.query(node.model, now)
-                await asyncio.sleep(0)
+            await tick_nodes(list(self.nodes.values()), self.traffic, chunk=500)
             spent = time.monotonic() - started
             self.tick_seconds.append(spent)
             await asyncio.sleep(max(0.0, self.settings.query_interval - spent))
