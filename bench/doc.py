@@ -157,6 +157,13 @@ def render(results: dict[str, Any], plots: dict[str, str]) -> str:
             + ", ".join(f"{section} {date}" for section, date in dates.items())
             + ".\n"
         )
+    failed = results.get("failed") or {}
+    if failed:
+        add(
+            "**Sections that failed in this run, so not measured:** "
+            + "; ".join(f"{section} ({why})" for section, why in failed.items())
+            + ".\n"
+        )
     add("| Machine | |\n|---|---|")
     add(f"| CPU | {m['cpu']}, {m['cores']} cores |")
     add(f"| Memory | {m['memory_mib'] / 1024:.0f} GiB |")
@@ -735,7 +742,13 @@ def _kernel(results: dict[str, Any]) -> str:
     kernel = results.get("kernel") or {}
     lines = ["## The agent on a real kernel\n"]
     if "skipped" in kernel or not kernel:
-        why = kernel.get("skipped", "the run did not include the kernel section")
+        failure = (results.get("failed") or {}).get("kernel")
+        default = (
+            f"the kernel section failed ({failure})"
+            if failure
+            else "the run did not include the kernel section"
+        )
+        why = kernel.get("skipped", default)
         return "\n".join([*lines, f"Not measured in this run: {why}.\n"])
     lines.append(
         "Measured in the real-kernel VM (QEMU, the Debian 6.1 kernel of the kernel test tier; "

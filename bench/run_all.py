@@ -13,7 +13,9 @@ import json
 import logging
 import math
 import platform
+import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -384,18 +386,30 @@ async def main_async(plan: Plan, only: set[str], previous: dict[str, Any] | None
         "footprint": footprint_benchmarks,
         "kernel": kernel_section,
     }
+    failed: dict[str, str] = {}
     for section, bench in benches.items():
         if section not in only:
             continue
         log: list[str] = []
         started = time.monotonic()
-        results[section] = await bench(plan, log)
+        try:
+            results[section] = await bench(plan, log)
+        except Exception as exc:
+            # One section's failure must not throw away the hour the others took: the report says
+            # the section was not measured, and the command exits non-zero.
+            traceback.print_exc()
+            say(log, f"  the {section} section failed: {type(exc).__name__}: {exc}")
+            failed[section] = f"{type(exc).__name__}: {exc}"
+            results.pop(section, None)
+            dates.pop(section, None)
+        else:
+            dates[section] = results["machine"]["date"]
         seconds[section] = time.monotonic() - started
-        dates[section] = results["machine"]["date"]
         logs[section] = log
     results["logs"], results["section_seconds"], results["section_dates"] = logs, seconds, dates
     results["log"] = [line for section in SECTIONS for line in logs.get(section, [])]
     results["seconds"] = sum(seconds.values())
+    results["failed"] = failed
     print(f"All benchmarks took {results['seconds'] / 60:.1f} minutes.")
     return results
 
@@ -437,4 +451,7 @@ def main(argv: list[str] | None = None) -> int:
 
     write_all(results, out)
     print(f"Results, plots and the report written under {out}")
+    if results["failed"]:
+        print(f"Sections that failed: {', '.join(results['failed'])}", file=sys.stderr)
+        return 1
     return 0

@@ -158,3 +158,26 @@ def test_the_agent_rss_goal_is_judged_on_the_pod_run_with_the_kubeconfig_run_bes
     assert "not measured in a pod: no etcd on PATH): **missed** |" in _goals(skipped)
     assert "| pod | | | not measured in this run: no etcd on PATH |" in footprint_section(skipped, {})
     assert "not measured in a pod): **missed** |" in _goals(_footprint(None))  # a run from before
+
+
+async def test_a_failing_section_is_reported_and_the_others_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.run_all as run_all
+    from bench.doc import render
+
+    async def kernel(plan: Any, log: list[str]) -> dict[str, Any]:
+        raise RuntimeError("the VM did not boot")
+
+    async def operator(plan: Any, log: list[str]) -> list[dict[str, Any]]:
+        return []
+
+    monkeypatch.setattr(run_all, "kernel_section", kernel)
+    monkeypatch.setattr(run_all, "operator_benchmarks", operator)
+    results = await run_all.main_async(run_all.QUICK, {"operator", "kernel"}, previous=None)
+    assert results["operator"] == []
+    assert "kernel" not in results
+    assert results["failed"] == {"kernel": "RuntimeError: the VM did not boot"}
+    assert set(results["section_dates"]) == {"operator"}
+    results["command"] = "python -m bench --only operator,kernel"
+    doc = render(results, plots={})
+    assert "Sections that failed in this run, so not measured:** kernel (RuntimeError" in doc
+    assert "Not measured in this run: the kernel section failed (RuntimeError: the VM did not boot)." in doc
