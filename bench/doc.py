@@ -137,10 +137,12 @@ def render(results: dict[str, Any], plots: dict[str, str]) -> str:
     add = out.append
     add("# Benchmarks at cluster scale\n")
     add(
-        "Repair latency, DNS failures during a CoreDNS rollout, API write load and the footprint of the "
-        "two processes, measured on the API emulator with the modelled dataplane, running ProxyMedic's "
-        "real operator (a `proxymedic operator --kubeconfig` process) and the real agent code for every "
-        "node. Every figure below comes from one run of:\n"
+        "Repair latency, DNS failures during a CoreDNS rollout, API write load, the footprint of the "
+        "two processes and the agent's cost on a real kernel. ProxyMedic's real operator (a "
+        "`proxymedic operator` process) and the real agent code run for every simulated node, with "
+        "the modelled dataplane; the scale runs use the real kube-apiserver (the API emulator where "
+        "its binaries are missing), the DNS scenarios the emulator, and the kernel figures real IPVS "
+        "in a VM (each section says how it ran). Every figure below comes from one run of:\n"
     )
     add(f"```sh\n{results['command']}\n```\n")
     add(

@@ -181,3 +181,29 @@ async def test_a_failing_section_is_reported_and_the_others_are_kept(monkeypatch
     doc = render(results, plots={})
     assert "Sections that failed in this run, so not measured:** kernel (RuntimeError" in doc
     assert "Not measured in this run: the kernel section failed (RuntimeError: the VM did not boot)." in doc
+
+
+async def test_the_kernel_section_runs_inside_the_benchmarks_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`python -m bench` awaits the kernel section in its loop: the host's reference figure, which
+    runs event loops of its own, must not need the loop to be free. The VM is faked (it says it
+    cannot run, as on a machine without QEMU)."""
+    import asyncio
+
+    import bench.kernel_vm as kernel_vm
+
+    class NoVM:
+        def __init__(self) -> None:
+            self.stdout = asyncio.StreamReader()
+            self.stdout.feed_eof()
+
+        async def wait(self) -> int:
+            return kernel_vm.SKIPPED
+
+    async def no_vm(*args: str, env: dict[str, str], **_: Any) -> NoVM:
+        await asyncio.to_thread(Path(env["TIER_SKIP_REASON"]).write_text, "no QEMU here\n")
+        return NoVM()
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", no_vm)
+    assert await kernel_vm.kernel_benchmarks("10", 10, 30, []) == {"skipped": "no QEMU here"}
