@@ -146,12 +146,50 @@ def _count_lines(block: bytes) -> int:
     return count
 
 
-def _aggregate(stream: BinaryIO, chunk_size: int) -> tuple[Counter[_RawKey], int]:
+def _needles(services: frozenset[ServiceKey]) -> tuple[bytes, ...] | None:
+    """The ``ToIP TPrt`` text of these services, as the kernel prints it (``%08X %04X``) and in
+    lower case; None when a service is IPv6 (``%pI6`` text may be written in more than one way,
+    and the decoder accepts them all: every line is read then)."""
+    if not services or any(key.vip.version != 4 for key in services):
+        return None
+    upper = {b"%08X %04X" % (int(key.vip), key.port) for key in services}
+    return tuple(sorted(upper | {needle.lower() for needle in upper}))
+
+
+def _selected_lines(block: bytes, needles: tuple[bytes, ...]) -> tuple[list[_RawKey], int]:
+    """The raw keys of the lines that hold one of ``needles``: found by substring search, which
+    passes over the other services' lines in C at memory speed, then parsed like any line. A
+    needle found in another column only makes a line a candidate: its decoded key is filtered.
+    Also returns how many candidate lines there were (a candidate that does not parse is skipped)."""
+    starts: set[int] = set()
+    for needle in needles:
+        at = block.find(needle)
+        while at >= 0:
+            starts.add(block.rfind(b"\n", 0, at) + 1)
+            end = block.find(b"\n", at)
+            if end < 0:
+                break
+            at = block.find(needle, end)
+    keys = []
+    for start in starts:
+        match = _CONN_LINE.match(block, start)
+        if match is not None:
+            keys.append((match[1], match[2]))
+    return keys, len(starts)
+
+
+def _aggregate(
+    stream: BinaryIO, chunk_size: int, needles: tuple[bytes, ...] | None = None
+) -> tuple[Counter[_RawKey], int, int]:
+    """Raw keys with their counts, the connection lines, and the lines examined (every line, or
+    with ``needles`` the candidate lines only)."""
     raw_counts: Counter[_RawKey] = Counter()
-    lines = 0
+    lines = examined = 0
     at_start = True
     for block, dropped in _complete_lines(stream, chunk_size):
         lines += dropped
+        if needles is None:
+            examined += dropped  # an over-long line is skipped; with needles, whose it was is unknown
         if block is None:
             continue
         if at_start:
@@ -161,9 +199,16 @@ def _aggregate(stream: BinaryIO, chunk_size: int) -> tuple[Counter[_RawKey], int
                 if newline < 0:
                     continue
                 block = block[newline + 1 :]
-        lines += _count_lines(block)
-        raw_counts.update(_CONN_LINE.findall(block))
-    return raw_counts, lines
+        count = _count_lines(block)
+        lines += count
+        if needles is None:
+            raw_counts.update(_CONN_LINE.findall(block))
+            examined += count
+        else:
+            keys, candidates = _selected_lines(block, needles)
+            raw_counts.update(keys)
+            examined += candidates
+    return raw_counts, lines, examined
 
 
 def _sort_key(item: tuple[tuple[ServiceKey, Endpoint], int]) -> tuple[object, ...]:
@@ -178,11 +223,13 @@ def parse_ip_vs_conn(
 ) -> ConnectionTableScan:
     """Aggregate an ip_vs_conn stream per virtual service and destination.
 
-    With ``services``, only those virtual services are reported (the others still count
-    as parsed lines, not as skipped ones).
+    With ``services``, only those virtual services are reported. When they are all IPv4 the
+    other services' lines are not even decoded, so ``skipped`` then counts only the bad lines
+    among the selected services' (the others count as lines, not as skipped ones).
     """
-    raw_counts, lines = _aggregate(stream, chunk_size)
     wanted = None if services is None else frozenset(services)
+    selective = None if wanted is None else _needles(wanted)
+    raw_counts, lines, examined = _aggregate(stream, chunk_size, selective)
     merged: dict[tuple[ServiceKey, Endpoint], int] = {}
     parsed = 0
     for (protocol, columns), count in raw_counts.items():
@@ -198,7 +245,7 @@ def parse_ip_vs_conn(
         ConnectionCounts(service=service, destination=destination, count=count)
         for (service, destination), count in sorted(merged.items(), key=_sort_key)
     )
-    return ConnectionTableScan(counts=counts, lines=lines, skipped=lines - parsed)
+    return ConnectionTableScan(counts=counts, lines=lines, skipped=examined - parsed)
 
 
 def parse_ip_vs_conn_text(text: str, services: Collection[ServiceKey] | None = None) -> ConnectionTableScan:

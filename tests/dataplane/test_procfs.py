@@ -78,6 +78,38 @@ def test_filter_keeps_only_the_services_asked_for() -> None:
     assert table.scan(services=[]).skipped == 0
 
 
+def test_selected_ipv4_services_count_as_a_full_read_does() -> None:
+    """Asked for IPv4 services only, the parser finds their lines by their text and decodes no
+    other line: the counts are those of a full read, whatever the chunking, whatever the hex case,
+    and a selected address that appears in another column (a client or a backend at that address)
+    does not make another service's line count."""
+    lines = [
+        "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData",
+        "UDP 0A000005 9C40 0A60000A 0035 0AF40102 0035 UDP             287",
+        "UDP 0a000006 9c40 0a60000a 0035 0af40102 0035 UDP             287",  # lower case
+        "TCP 0A000005 9C40 0A60000A 0035 0AF40102 0035 ESTABLISHED     800",  # same VIP, TCP
+        "UDP 0A60000A 0035 0A600014 13C4 0AF40305 13C4 UDP             100",  # VIP as the client
+        "UDP 0A000007 9C42 0A600014 13C4 0A60000A 0035 UDP             100",  # VIP as the backend
+        "UDP 0A000005 9C40 0A60000A 0035 0AF4",  # truncated: a bad line of the selected service
+        "UDP 0A000005 9C40 0A600014 13C4 0AF40305",  # truncated, another service: not read
+        "UDP 0A000005 9C40 0A60000A 0035 0AF40203 0035 UDP             287",
+    ]
+    data = "\n".join(lines).encode()
+    everything = parse_ip_vs_conn(io.BytesIO(data))
+    for chunk_size in (1, 7, 64, 1 << 20):
+        scan = parse_ip_vs_conn(io.BytesIO(data), [DNS_V4], chunk_size=chunk_size)
+        assert scan.counts == tuple(c for c in everything.counts if c.service == DNS_V4)
+        assert scan.counts == (
+            ConnectionCounts(DNS_V4, Endpoint(ip("10.244.1.2"), 53), 2),
+            ConnectionCounts(DNS_V4, Endpoint(ip("10.244.2.3"), 53), 1),
+        )
+        assert (scan.lines, scan.skipped) == (8, 1)  # only the selected service's bad line
+    assert (everything.lines, everything.skipped) == (8, 2)
+    # An IPv6 service among those asked for: every line is read, as without a selection.
+    both = parse_ip_vs_conn(io.BytesIO(data), [DNS_V4, DNS_V6])
+    assert (both.counts, both.skipped) == (parse_ip_vs_conn(io.BytesIO(data), [DNS_V4]).counts, 2)
+
+
 def test_malformed_lines_are_counted_and_skipped() -> None:
     text = "\n".join(
         [
