@@ -216,8 +216,36 @@ def sense_round(dp: NodeDataplane, scope: frozenset[ServiceKey] | None) -> Calla
     return one
 
 
+def round_profile(dp: NodeDataplane, repeat: int) -> dict[str, dict[str, float]]:
+    """Each kernel call of a scoped round alone (median CPU and wall of ``repeat``): where its time
+    goes. The connection table has no per-service interface: reading it costs the kernel's text of
+    every entry, whoever's it is, then ProxyMedic's parse of the selected services' lines."""
+    assert dp.ipvs is not None
+    assert dp.connections is not None
+    assert dp.conntrack is not None
+    ipvs, connections, conntrack = dp.ipvs, dp.connections, dp.conntrack
+    keys = sorted(SELECTED_KEYS, key=ServiceKey.sort_key)
+    return {
+        "ipvs_lookup": measured(lambda: ipvs.get_services(keys), repeat),
+        "connection_table_text": measured(lambda: Path("/proc/net/ip_vs_conn").read_bytes(), repeat),
+        "connection_counts_selected": measured(lambda: connections.connection_counts(SELECTED_KEYS), repeat),
+        "connection_counts_all": measured(lambda: connections.connection_counts(None), repeat),
+        "conntrack_stats": measured(conntrack.stats, repeat),
+    }
+
+
 def flush_intents(dp: NodeDataplane) -> dict[str, float]:
     """Flush three dead backends of each selected virtual server, one intent each."""
+    assert dp.connections is not None
+    table = dp.connections
+    reads = 0
+
+    def counted(services: Collection[ServiceKey] | None = None) -> list[ConnectionCounts]:
+        nonlocal reads
+        reads += 1
+        return type(table).connection_counts(table, services)
+
+    table.connection_counts = counted  # type: ignore[method-assign]
     cpus, walls, flushed = [], [], 0
     for s, address in enumerate(SELECTED):
         for i in range(3):
@@ -239,12 +267,14 @@ def flush_intents(dp: NodeDataplane) -> dict[str, float]:
             assert result.outcome == "Applied", result.message
             assert result.removed_real_servers == 1, result.message
             flushed += result.flushed_connections
+    del table.connection_counts
     return {
         "cpu": statistics.median(cpus),
         "cpu_max": max(cpus),
         "wall": statistics.median(walls),
         "intents": len(cpus),
         "flushed_connections": flushed,
+        "connection_table_reads": reads,
     }
 
 
@@ -306,6 +336,7 @@ def main() -> int:
         assert dp.ipvs is not None
         dp.ipvs.get_timeouts()  # the agent's socket is open after its first round
         scoped = measured(sense_round(dp, SELECTED_KEYS), args.repeat)
+        profile = round_profile(dp, args.repeat)
         reported = sense_round(dp, SELECTED_KEYS)()
         assert {(vs.vip, vs.port) for vs in reported.virtual_servers} == {(str(v), 53) for v in SELECTED}
         flush = flush_intents(dp)
@@ -320,6 +351,7 @@ def main() -> int:
         "table": table,
         "sense_whole": whole,
         "sense_scoped": scoped,
+        "round_profile": profile,
         "flush_intent": flush,
         "lookup": sockets,
         "rss_mb": rss,
@@ -335,7 +367,10 @@ def main() -> int:
         f"{flush['flushed_connections']} entries in {flush['intents']} intents)\n"
         f"  one lookup: kept socket {sockets['kept_wall'] * 1e6:.0f} µs, new socket "
         f"{sockets['new_wall'] * 1e6:.0f} µs, ipvsadm -Ln {sockets['ipvsadm_wall'] * 1e6:.0f} µs\n"
-        f"  RSS {rss:.0f} MB; a sensing round on stub adapters (pure Python): {reference * 1000:.1f} ms CPU"
+        f"  RSS {rss:.0f} MB; a sensing round on stub adapters (pure Python): {reference * 1000:.1f} ms CPU\n"
+        "  a scoped round's parts, CPU: "
+        + ", ".join(f"{part} {figures['cpu'] * 1000:.1f} ms" for part, figures in profile.items())
+        + f"; connection table reads in the intents: {flush['connection_table_reads']}"
     )
     out = Path(os.environ.get("KERNEL_REPORT_DIR", ".")) / "kernel_scale.json"
     out.write_text(json.dumps(results, indent=2))
