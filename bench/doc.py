@@ -757,25 +757,24 @@ def _round_profile(big: dict[str, Any], factor: float) -> list[str]:
         f"| {PROFILE_PARTS.get(part, part)} | {_ms(figures['cpu'])} | {_ms(figures['cpu'] / factor)} |"
         for part, figures in profile.items()
     ]
-    counts = profile["connection_counts_selected"]["cpu"]
     text = profile["connection_table_text"]["cpu"]
     reads = intent.get("connection_table_reads")
     per_intent = f"{reads / intent['intents']:.1f}" if reads else "n/a"
     return [
-        "Where a scoped round's CPU goes: each of its kernel calls alone, the median of the same "
-        "repetitions:\n",
+        "Where a scoped round's CPU goes: each of its kernel calls alone, right after the rounds, the "
+        "median of as many repetitions (measured apart, under emulation, they need not add up to the "
+        "round):\n",
         "| Call | CPU | ÷ factor |",
         "|---|---|---|",
         *rows,
         "",
-        f"The connection counts take {counts / scoped['cpu']:.0%} of the scoped round "
-        f"({_ms(counts)} of {_ms(scoped['cpu'])}), and the kernel's text of the whole table "
-        f"{text / counts:.0%} of those: the kernel has no per-service view of its connection table, so "
-        f"reading the selected services' entries costs the text of all "
-        f"{big['table']['connections']:,} entries, most of them an unselected service's. A flush intent "
-        f"read the table {per_intent} times on average (before the change, then until the kernel's "
-        "queued flush had run), so it costs a few of those reads. This part of the cost grows with the "
-        "node's connection entries, whoever's they are, not with the selected services.\n",
+        f"Reading the connection table's text alone costs {_ms(text)}, "
+        f"{text / scoped['cpu']:.0%} of a scoped round ({_ms(scoped['cpu'])}): the kernel has no "
+        "per-service view of its connection table, so the selected services' entries cost the text "
+        f"of all {big['table']['connections']:,} entries, most of them an unselected service's. A "
+        f"flush intent read the table {per_intent} times on average (before the change, then until "
+        "the kernel's queued flush had run). This part of the cost grows with the node's connection "
+        "entries, whoever's they are, not with the selected services.\n",
     ]
 
 
