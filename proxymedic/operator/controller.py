@@ -340,6 +340,16 @@ class Controller:
         intent = RemediationIntent.model_validate(created)
         targets = target_nodes if target_nodes is not None else self._count_targets(policy, draft.spec)
         tracking = self._track(intent, targets)
+        logger.info(
+            "intent %s issued%s: %s for %s %s, %d target node(s) [policy %s]",
+            draft.name,
+            " (dry-run)" if draft.spec.dry_run else "",
+            proposal.kind,
+            subject.kind,
+            f"{subject.namespace}/{subject.name}" if subject.namespace else subject.name,
+            targets,
+            policy.metadata.name,
+        )
         self.metrics.decisions.labels(str(proposal.kind), "dry_run" if draft.spec.dry_run else "issued").inc()
         self.metrics.open_intents.set(sum(1 for t in self.cluster.intents.values() if not t.summarized))
         entry.counters.intents_issued += 1

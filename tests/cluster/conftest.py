@@ -66,6 +66,8 @@ class Cluster:
     workdir: Path
     table: list[dict[str, Any]] = field(default_factory=list)
     runs: int = 0
+    last_run: harness.Run | None = None
+    """The latest run: the next one's pods take the addresses after its own (10.244.1.x)."""
 
 
 def report_dir() -> Path:

@@ -155,11 +155,19 @@ class Run:
     last_step: float = 0.0
     slice_changed_at: float | None = None
     """When the scenario's last pod to go left the EndpointSlice (set by the scenario)."""
+    killed: list[str] = field(default_factory=list)
+    """Addresses of the pods the scenario killed outright."""
     _next: int = 0
+
+    @property
+    def next_ip(self) -> int:
+        """The last octet of the address the run's next pod takes."""
+        return self.first_ip + self._next
 
     def pod(self, lameduck: float = 5.0) -> Pod:
         """A new CoreDNS pod; on SIGTERM it answers for ``lameduck`` seconds (CoreDNS's default 5 s)."""
-        pod = Pod(f"coredns-{self.first_ip + self._next:03d}", f"10.244.1.{self.first_ip + self._next}")
+        assert self.next_ip < 255, "the runs have used every address of 10.244.1.0/24"
+        pod = Pod(f"coredns-{self.next_ip:03d}", f"10.244.1.{self.next_ip}")
         self._next += 1
         pod.start(lameduck)
         self.pods[pod.name] = pod

@@ -11,6 +11,7 @@ the flush intent with that number, not skip it for want of one.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -82,8 +83,9 @@ async def controller() -> AsyncIterator[tuple[Controller, KubeClient]]:
 
 
 async def test_the_last_backend_leaving_is_flushed_on_the_port_it_listened_on(
-    controller: tuple[Controller, KubeClient],
+    controller: tuple[Controller, KubeClient], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="proxymedic.operator")
     ctl, client = controller
     ctl.slice_event("ADDED", dns_slice([DEAD], [{"name": "dns", "protocol": "UDP", "port": 5353}], "1"))
     await ctl.drain()
@@ -94,6 +96,12 @@ async def test_the_last_backend_leaving_is_flushed_on_the_port_it_listened_on(
     spec = intents[0]["spec"]
     assert spec["deadBackends"] == [DEAD]
     assert spec["service"]["ports"] == [{"name": "dns", "protocol": "UDP", "port": 53, "targetPort": 5353}]
+    # The operator's log says what it decided, as the Event will once the agents report.
+    issued = [r.getMessage() for r in caplog.records if " issued: " in r.getMessage()]
+    assert issued == [
+        f"intent {intents[0]['metadata']['name']} issued: FlushStaleBackends for Service apps/dns, "
+        "0 target node(s) [policy dns]"
+    ]
 
 
 def dns_port(number: int) -> list[dict[str, Any]]:
