@@ -596,7 +596,7 @@ def _writes(results: dict[str, Any], plots: dict[str, str]) -> str:
         "## API writes\n",
         f"The agents' heartbeat (a status write even when nothing changed, 300 s in production) is "
         f"shortened to {hb:g} s. An agent checks it once per sensing round (10 s), so it writes every "
-        f"{period:g} s; the steady-state window lasts {window:g} s, two such periods, so every agent "
+        f"{period:g} s; the steady-state window lasts {window:.0f} s, two such periods, so every agent "
         "writes its heartbeat in it. The steady figure at 300 s scales the measured status writes by "
         f"{period:g}/300 (300 s is a multiple of the sensing round) and adds every other write unscaled "
         "(the operator's writes, if any). The rollout window runs from the first EndpointSlice change to "
