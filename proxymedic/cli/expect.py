@@ -93,7 +93,9 @@ def run(args: argparse.Namespace, prog: str, stream: TextIO | None = None) -> in
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     addresses = tuple(args.node_addresses) if args.node_addresses else None
-    expectation = expect_from_objects(items, args.node, ProxyOptions(node_port_addresses=addresses))
+    expectation = expect_from_objects(
+        items, args.node, ProxyOptions(node_port_addresses=addresses, mode=args.mode)
+    )
     if args.output == "json":
         out.write(json.dumps(expectation.as_json(), indent=2) + "\n")
     else:

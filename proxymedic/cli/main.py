@@ -88,6 +88,7 @@ def build_parser(prog: str = "proxymedic") -> argparse.ArgumentParser:
 
     options.add_runbook_commands(commands)
     options.add_expect_command(commands)
+    options.add_programmed_command(commands)
     run.add_operator_command(commands)
     run.add_agent_command(commands)
     return parser
@@ -107,6 +108,10 @@ def main(argv: Sequence[str] | None = None, *, clock: Callable[[], datetime] | N
             from proxymedic.cli import expect
 
             return expect.run(args, prog)
+        case "programmed":
+            from proxymedic.cli import programmed
+
+            return programmed.run(args, prog)
         case "crds":
             from proxymedic.cli import crds
 

@@ -16,15 +16,17 @@ from proxymedic.cli.usage import add_command
 OUTPUTS = ("text", "json", "yaml")
 DEFAULT_EVENT_LIMIT = 10
 """``runbook.status.DEFAULT_EVENT_LIMIT``, not imported from there for the reason above; a test
-keeps the two equal, as ``EXPECT_MODE`` and ``expectation.MODE``."""
-EXPECT_MODE = "ipvs"
+keeps the two equal, as ``EXPECT_MODES`` and ``expectation``'s ``MODE`` and ``RULE_MODES``."""
+EXPECT_MODES = ("ipvs", "nftables", "iptables")
 
 EXPECT_DESCRIPTION = (
-    "Print the IPVS virtual servers and real servers kube-proxy should have programmed on NODE right "
-    "now, computed from Services, EndpointSlices and Nodes as kube-proxy would: per address family; "
+    "Print the Service addresses and their endpoints (in IPVS mode: the virtual servers and real "
+    "servers) kube-proxy should have programmed on NODE right now, computed from Services, "
+    "EndpointSlices and Nodes as kube-proxy would: per address family; "
     "ClusterIPs, NodePorts on the node's addresses, externalIPs and load-balancer ingress IPs (not "
     "those with ipMode Proxy); ready endpoints, else serving terminating ones; internal and external "
-    "traffic policy Local; topology hints. Compare it with `ipvsadm -Ln` on the node. Virtual servers "
+    "traffic policy Local; topology hints. Compare it with `ipvsadm -Ln` on the node, or with "
+    "`proxymedic programmed` in nftables and iptables mode. Virtual servers "
     "are sorted by address (IPv4 before IPv6, numerically), then port and protocol; real servers by "
     "address, then port."
 )
@@ -95,11 +97,43 @@ def add_runbook_commands(commands: Any) -> None:
     _output_flags(explain)
 
 
+PROGRAMMED_DESCRIPTION = (
+    "Print what kube-proxy in nftables or iptables mode has programmed in this network namespace: per "
+    "Service address and port (ClusterIPs, externalIPs, load-balancer IPs, NodePorts on each address "
+    "that accepts them), the endpoints its rules DNAT traffic to, in the shape of `proxymedic expect`. "
+    "nftables: kube-proxy's ip and ip6 tables through libnftables; iptables: iptables-save and "
+    "ip6tables-save. Needs CAP_NET_ADMIN in the node's network namespace. Exit codes: 0, 3 when the "
+    "rules cannot be read."
+)
+
+
+def add_programmed_command(commands: Any) -> None:
+    programmed = add_command(
+        commands,
+        "programmed",
+        help="what kube-proxy has programmed on this node (nftables or iptables mode), from its rules",
+        description=PROGRAMMED_DESCRIPTION,
+    )
+    programmed.add_argument("node", metavar="NODE", help="the node's name, printed with the result")
+    programmed.add_argument("--mode", choices=EXPECT_MODES[1:], required=True, help="kube-proxy's proxy mode")
+    programmed.add_argument(
+        "--local-address",
+        dest="local_addresses",
+        action="append",
+        metavar="IP",
+        help="an address of this node, for NodePorts kube-proxy accepts on every local address "
+        "(--nodeport-addresses unset); repeatable",
+    )
+    programmed.add_argument(
+        "-o", "--output", choices=("text", "json"), default="text", help="text for people or json for scripts"
+    )
+
+
 def add_expect_command(commands: Any) -> None:
     expect = add_command(
         commands,
         "expect",
-        help="what kube-proxy should have programmed on a node (IPVS virtual and real servers)",
+        help="what kube-proxy should have programmed on a node: per Service address, its endpoints",
         description=EXPECT_DESCRIPTION,
     )
     expect.add_argument("node", metavar="NODE", help="the node's name, as its Node object and nodeName")
@@ -112,7 +146,13 @@ def add_expect_command(commands: Any) -> None:
         metavar="FILE",
         help="a manifest of Services, EndpointSlices and Nodes; repeatable. Without -f, read the cluster",
     )
-    expect.add_argument("--mode", choices=(EXPECT_MODE,), default=EXPECT_MODE, help="kube-proxy's proxy mode")
+    expect.add_argument(
+        "--mode",
+        choices=EXPECT_MODES,
+        default=EXPECT_MODES[0],
+        help="kube-proxy's proxy mode (nftables and iptables: a Local traffic policy with no local "
+        "endpoint drops the traffic, where IPVS falls back to every endpoint)",
+    )
     expect.add_argument(
         "--node-address",
         dest="node_addresses",

@@ -6,6 +6,7 @@ judges a node's reported dataplane against it, and ``proxymedic expect`` prints 
 
 from proxymedic.expectation.ipvs import (
     MODE,
+    RULE_MODES,
     NodeExpectation,
     Objects,
     ProxyOptions,
@@ -24,9 +25,11 @@ from proxymedic.expectation.model import (
     parse_service,
     parse_slice,
 )
+from proxymedic.expectation.rules import RulesParseError, parse_iptables_save, parse_nftables_json
 
 __all__ = [
     "MODE",
+    "RULE_MODES",
     "Family",
     "IpvsadmParseError",
     "NodeExpectation",
@@ -34,12 +37,15 @@ __all__ = [
     "Objects",
     "ProxyOptions",
     "RealServer",
+    "RulesParseError",
     "ServiceSpec",
     "SliceSpec",
     "VirtualServer",
     "expect_from_objects",
     "expect_node",
+    "parse_iptables_save",
     "parse_ipvsadm",
+    "parse_nftables_json",
     "parse_node",
     "parse_service",
     "parse_slice",

@@ -37,6 +37,7 @@ from proxymedic.expectation.model import (
 )
 
 MODE = "ipvs"
+RULE_MODES = ("nftables", "iptables")
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class ProxyOptions:
     kube-ipvs0's; pass them here when the node has more than its InternalIPs."""
     prefer_same_node_hints: bool = True
     """The PreferSameTrafficDistribution feature gate (``hints.forNodes``), on by default since 1.34."""
+    mode: str = MODE
+    """kube-proxy's mode: ``ipvs``, ``nftables`` or ``iptables`` (see ``RULE_MODES``)."""
 
 
 def _real_servers(endpoints: Iterable[PortEndpoint]) -> tuple[RealServer, ...]:
@@ -137,8 +140,17 @@ def _service_port(
         # syncEndpoint: Local with no local endpoint falls back to the cluster-wide set in IPVS mode.
         return _real_servers(found.local if only_local and found.local else found.cluster)
 
-    internal = chosen(service.internal_policy_local)
-    external = chosen(service.external_policy_local)
+    if options.mode in RULE_MODES:
+        # No fallback: Local with no local endpoint drops. External traffic from the node itself
+        # (and from its pods) short-circuits to the cluster-wide endpoints, so an external address
+        # under externalTrafficPolicy Local reaches both sets.
+        internal = _real_servers(found.local if service.internal_policy_local else found.cluster)
+        external = _real_servers(
+            [*found.local, *found.cluster] if service.external_policy_local else found.cluster
+        )
+    else:
+        internal = chosen(service.internal_policy_local)
+        external = chosen(service.external_policy_local)
     name = f"{service.namespace}/{service.name}"
     servers = [VirtualServer(cluster_ip, port.port, port.protocol, internal, name, "ClusterIP")]
     servers += [
@@ -181,7 +193,7 @@ def expect_node(
                 for vs in _service_port(service, port, family, port_endpoints, node, node_addresses, options):
                     programmed.setdefault(vs.key, vs)
     ordered = sorted(programmed.values(), key=VirtualServer.sort_key)
-    return NodeExpectation(node.name, tuple(ordered))
+    return NodeExpectation(node.name, tuple(ordered), options.mode)
 
 
 @dataclass

@@ -59,8 +59,8 @@ def test_the_agent_loads_no_other_command_and_not_all_of_pyroute2() -> None:
 
 def test_the_commands_options_keep_the_defaults_of_their_code() -> None:
     from proxymedic.cli import options
-    from proxymedic.expectation import MODE
+    from proxymedic.expectation import MODE, RULE_MODES
     from proxymedic.runbook.status import DEFAULT_EVENT_LIMIT
 
     assert options.DEFAULT_EVENT_LIMIT == DEFAULT_EVENT_LIMIT
-    assert options.EXPECT_MODE == MODE
+    assert (MODE, *RULE_MODES) == options.EXPECT_MODES

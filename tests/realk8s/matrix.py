@@ -97,14 +97,14 @@ def read_back(plane: ControlPlane) -> list[dict[str, Any]]:
     return items
 
 
-def expect_json(plane: ControlPlane, node: str) -> dict[str, Any]:
-    """``proxymedic expect NODE --kubeconfig ... -o json``, run as a user runs it (in a thread of
-    its own, whose event loop it opens and closes)."""
+def expect_json(plane: ControlPlane, node: str, mode: str = "ipvs") -> dict[str, Any]:
+    """``proxymedic expect NODE --mode MODE --kubeconfig ... -o json``, run as a user runs it (in
+    a thread of its own, whose event loop it opens and closes)."""
     out = io.StringIO()
 
     def command() -> int:
         with contextlib.redirect_stdout(out):
-            return main(["expect", node, "--kubeconfig", str(plane.kubeconfig), "-o", "json"])
+            return main(["expect", node, "--mode", mode, "--kubeconfig", str(plane.kubeconfig), "-o", "json"])
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         assert pool.submit(command).result() == 0
