@@ -22,7 +22,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # --- system packages --------------------------------------------------------------------
-# iptables and ipset: kube-proxy's IPVS mode (the cluster tier); openssl: the API server's keys.
+# iptables and ipset: kube-proxy's IPVS mode (the cluster tier); nftables (with libnftables1) and
+# iptables: kube-proxy's rule modes on the host (the real-API tier); openssl: the API server's keys.
 PKGS=(qemu-system-x86 busybox-static ipvsadm conntrack nftables iproute2 util-linux libcap2-bin kmod etcd-server
     iptables ipset openssl)
 missing=()
