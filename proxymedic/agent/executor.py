@@ -20,11 +20,19 @@ from proxymedic.agent.node import NodeDataplane
 from proxymedic.api.health import IntentResult
 from proxymedic.api.intent import FlushStep, IntentAction, IntentOutcome, RemediationIntent
 from proxymedic.dataplane import sysctl as names
-from proxymedic.dataplane.types import DataplaneError, Endpoint, IPVSTimeouts, L4Protocol, ServiceKey
+from proxymedic.dataplane.types import (
+    DataplaneError,
+    Endpoint,
+    IPVSAbsentError,
+    IPVSTimeouts,
+    L4Protocol,
+    ServiceKey,
+)
 
 FLUSH_VERIFY_SECONDS = 1.0
 """How long to wait for the kernel's queued flush (measured within 0.2 s on 6.1) before failing."""
 FLUSH_POLL_SECONDS = 0.05
+NO_IPVS_NOTE = "IPVS steps not applicable: no IPVS on this node"
 logger = logging.getLogger("proxymedic.agent")
 
 
@@ -109,9 +117,14 @@ async def _flush_backends(
         if not dead:
             return
     ipvs_steps = steps & {FlushStep.REMOVE_REAL_SERVERS, FlushStep.FLUSH_CONNECTIONS}
-    if ipvs_steps and dp.ipvs is not None:
+    if ipvs_steps and dp.ipvs is None:
+        work.notes.append(NO_IPVS_NOTE)
+    elif ipvs_steps:
         try:
             await _flush_ipvs(intent, dp, work, steps, dead, live)
+        except IPVSAbsentError as exc:
+            # iptables or nftables mode: the IPVS steps do not apply, the conntrack step does.
+            work.notes.append(f"{NO_IPVS_NOTE} ({exc})")
         except DataplaneError as exc:
             work.errors.append(f"IPVS: {exc}")
     if FlushStep.DELETE_CONNTRACK in steps and dp.conntrack is not None:
@@ -233,7 +246,11 @@ async def _set_udp_timeout(intent: RemediationIntent, dp: NodeDataplane, work: W
         return
     if value is None:
         return
-    current = await dp.run(dp.ipvs.get_timeouts)
+    try:
+        current = await dp.run(dp.ipvs.get_timeouts)
+    except IPVSAbsentError:
+        work.refusals.append("no IPVS on this node")
+        return
     if current.udp == value:
         return
     if intent.spec.dry_run:

@@ -42,6 +42,7 @@ from proxymedic.dataplane.types import (
     DataplanePermissionError,
     DataplaneUnavailableError,
     Endpoint,
+    IPVSAbsentError,
     IPVSTimeouts,
     L4Protocol,
     RealServer,
@@ -221,7 +222,10 @@ class NetlinkIPVS:
                 try:
                     thread.sock = self._factory()
                 except (NetlinkError, OSError) as exc:
-                    raise map_netlink_error(exc, f"{operation}: open IPVS generic netlink family") from exc
+                    error = map_netlink_error(exc, f"{operation}: open IPVS generic netlink family")
+                    if isinstance(error, DataplaneUnavailableError):
+                        raise IPVSAbsentError(str(error)) from exc
+                    raise error from exc
                 self._served = False
                 self.sockets_opened += 1
             served = self._served

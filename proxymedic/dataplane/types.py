@@ -111,6 +111,10 @@ class DataplaneUnavailableError(DataplaneError):
     """The kernel surface is absent: IPVS or conntrack not loaded, sysctl file missing."""
 
 
+class IPVSAbsentError(DataplaneUnavailableError):
+    """The kernel has no IPVS at all (its generic netlink family is missing): iptables or nftables mode."""
+
+
 class IPVSAdapter(Protocol):
     """Virtual services, real servers and timeouts of the node's IPVS table."""
 

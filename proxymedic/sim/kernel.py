@@ -44,6 +44,7 @@ from proxymedic.dataplane.types import (
     DataplaneUnavailableError,
     Endpoint,
     IPAddress,
+    IPVSAbsentError,
     IPVSTimeouts,
     L4Protocol,
     RealServer,
@@ -204,7 +205,7 @@ class ModelledNode:
 
     def _require_ipvs(self) -> None:
         if self.config.iptables_mode:
-            raise DataplaneUnavailableError("IPVS is not in use on this node (iptables mode)")
+            raise IPVSAbsentError("IPVS is not in use on this node (iptables mode)")
 
     def list_services(self) -> list[VirtualService]:
         self._require_ipvs()

@@ -96,6 +96,40 @@ async def test_removes_the_stale_real_server_and_verifies_the_flush() -> None:
     assert [rs.endpoint.ip for vs in model.list_services() for rs in vs.real_servers] == [LIVE]
 
 
+async def test_without_ipvs_the_conntrack_step_is_the_repair() -> None:
+    """iptables or nftables mode: the IPVS steps do not apply (a note, not a failure), and the
+    conntrack entries that pin the clients to the dead backend are deleted."""
+    clock = Clock()
+    model = ModelledNode(clock, ModelConfig(iptables_mode=True), alive=[DEAD, LIVE])
+    model.add_service(DNS)
+    model.add_real_server(DNS, Endpoint(DEAD, 53))
+    clients = [(ipaddress.ip_address("10.244.9.9"), 40000 + port) for port in range(3)]
+    assert [model.send_udp(client, VIP, 53) for client in clients] == [Endpoint(DEAD, 53)] * 3
+    model.set_alive(DEAD, False)
+    model.set_endpoints(DNS, [Endpoint(LIVE, 53)])  # kube-proxy's rules are right; the entries pin
+    assert model.send_udp(clients[0], VIP, 53) is None
+
+    async def probe() -> KubeProxyObservation:
+        return KubeProxyObservation(observed_at=clock())
+
+    dp = NodeDataplane(
+        ipvs=model,
+        connections=model,
+        conntrack=model,
+        sysctls=model,
+        probe=probe,
+        clock=clock,
+        pause=clock.pause,
+    )
+    result = await execute(flush_intent(), dp)
+    assert result.outcome is IntentOutcome.APPLIED, result.message
+    assert result.deleted_conntrack_entries == 3
+    assert "IPVS steps not applicable: no IPVS on this node" in result.message
+    assert [model.send_udp(client, VIP, 53) for client in clients] == [Endpoint(LIVE, 53)] * 3
+    again = await execute(flush_intent(), dp)
+    assert again.outcome is IntentOutcome.ALREADY_CLEAN, again.message
+
+
 async def test_flushes_connections_of_a_removed_real_server_proactively() -> None:
     dp, model = node(stale_rs=False, expire_nodest_conn=0)
     model.write(
@@ -177,6 +211,16 @@ async def test_udp_timeout_is_set_for_new_entries_only() -> None:
     assert result.outcome is IntentOutcome.APPLIED
     assert "from 300s to 30s (new entries only" in result.message
     assert model.get_timeouts().udp == 30
+
+
+async def test_udp_timeout_without_ipvs_is_refused_not_failed() -> None:
+    dp, _ = node()
+    dp.ipvs = ModelledNode(Clock(), ModelConfig(iptables_mode=True))
+    result = await execute(
+        flush_intent(action="SetIPVSUDPTimeout", steps=[], parameters={"udpTimeoutSeconds": 30}), dp
+    )
+    assert result.outcome is IntentOutcome.REFUSED, result.message
+    assert result.message == "no IPVS on this node"
 
 
 async def test_the_agent_skips_intents_for_other_nodes_expired_or_malformed() -> None:

@@ -32,7 +32,7 @@ async def test_operator_restarted_mid_rollout_flushes_what_it_missed() -> None:
         assert all(node.kube_proxy.pending for node in w.nodes.values()), "it was ProxyMedic, not kube-proxy"
         removed = await wait_for_events(w, "StaleRealServerRemoved", count=len(w.nodes))
         assert {e["message"].split(" left")[0] for e in removed} == {OLD[0]}
-        assert all("1 of 1 nodes changed" in e["message"] for e in removed), "one repair per node"
+        assert all("1 of 1 nodes changed" in e["message"] for e in removed), [e["message"] for e in removed]
 
 
 async def test_restarted_agent_reapplies_the_intent_it_missed() -> None:
