@@ -24,7 +24,7 @@ from proxymedic.kube.resources import PODS
 from proxymedic.operator.backends import ServiceRef
 from proxymedic.operator.causality import sensed
 from proxymedic.operator.controller import Controller
-from proxymedic.operator.drift import DriftFinding, Ladder, Step, detect
+from proxymedic.operator.drift import DriftFinding, FindingKey, Ladder, Step, detect
 from proxymedic.operator.guardrails import (
     ActionKind,
     ActionRecord,
@@ -102,6 +102,9 @@ class NodeRepairs:
         """Policy name → nodes that look stale, kept by node between sweeps (the anomaly breaker's count)."""
         self._restarting: set[str] = set()
         """Nodes whose kube-proxy restart is being decided or carried out now."""
+        self._issuing: set[tuple[str, FindingKey]] = set()
+        """(policy, finding) whose intent is being created now: a report or a sweep that judges the
+        node while the create is awaited must not issue a second intent for the same finding."""
         self._no_target = Backoff()
         """Nodes with no pod a restart could delete: looked at again with a growing back-off."""
         self._looks_stale: dict[str, set[str]] = {}
@@ -277,6 +280,9 @@ class NodeRepairs:
             if await self._restart(policy, entry, step, view):
                 entry.ladder.acted(step, self.decider.now())
             return
+        issuing = (policy.metadata.name, step.finding.key)
+        if issuing in self._issuing:
+            return  # the same finding's intent is being created: its step is not due twice
         draft = self._draft(policy, step)
         if draft is None:
             return
@@ -284,10 +290,14 @@ class NodeRepairs:
         proposal = Proposal(kind, step.node, step.since)
         subject = self._node_ref(step.node)
         service = step.finding.service
-        if await self.decider.issue(
-            policy, draft, proposal, subject, service=service, target_nodes=1, view=view
-        ):
-            entry.ladder.acted(step, self.decider.now(), intent=draft.name)
+        self._issuing.add(issuing)
+        try:
+            if await self.decider.issue(
+                policy, draft, proposal, subject, service=service, target_nodes=1, view=view
+            ):
+                entry.ladder.acted(step, self.decider.now(), intent=draft.name)
+        finally:
+            self._issuing.discard(issuing)
 
     def _draft(self, policy: ProxyHealthPolicy, step: Step) -> IntentDraft | None:
         now = self.decider.now()
