@@ -42,7 +42,7 @@ def selected_vips(view: View, node: str) -> dict[VipKey, SelectedVip]:
     return result
 
 
-def step_mode(status: NodeProxyHealthStatus) -> StepReport:
+def step_mode(status: NodeProxyHealthStatus, node: str) -> StepReport:
     manual = ["curl -s http://127.0.0.1:10249/proxyMode", "uname -r"]
     kernel = status.kernel_version or "unknown"
     facts = {"proxyMode": str(status.proxy_mode), "kernelVersion": status.kernel_version}
@@ -71,6 +71,12 @@ def step_mode(status: NodeProxyHealthStatus) -> StepReport:
             f"{status.proxy_mode}, kernel {kernel}: no IPVS, so steps 2 and 4 do not apply; "
             "stale conntrack entries and sync stalls still do"
         )
+        if status.proxy_mode in (ProxyMode.NFTABLES, ProxyMode.IPTABLES):
+            mode = status.proxy_mode
+            details.append(
+                f"the agent does not report kube-proxy's {mode} rules: on the node, compare "
+                f"`proxymedic programmed {node} --mode {mode}` with `proxymedic expect {node} --mode {mode}`"
+            )
     return StepReport(
         number=1,
         key="proxy-mode",
@@ -360,7 +366,7 @@ def build_diagnosis(view: View, node: str, now: datetime) -> Diagnosis:
     findings = findings_of(view, node, now)
     scope_step, scope = step_scope(view, node, findings, now)
     steps = [
-        step_mode(status),
+        step_mode(status, node),
         step_stuck_connections(status, selected),
         step_sync(status, findings, now),
         step_real_servers(status, selected),
