@@ -107,6 +107,18 @@ def healthz() -> int | None:
         return None
 
 
+def relayed_kubeconfig(plane: ControlPlane, relay: Relay, address: str, path: Path) -> Path:
+    """kube-proxy's kubeconfig, with its ServiceAccount's token: through the relay listening on
+    ``address`` (a network namespace's gateway), and the API server's certificate checked for the
+    name it has (127.0.0.1)."""
+    token = plane.service_account_token(NAMESPACE, "kube-proxy")
+    plane.write_kubeconfig(path, token, "kube-proxy")
+    text = path.read_text().replace(plane.server, f"https://{address}:{relay.port}")
+    text = text.replace("certificate-authority:", "tls-server-name: 127.0.0.1\n    certificate-authority:")
+    path.write_text(text)
+    return path
+
+
 def setup_rbac(plane: ControlPlane) -> None:
     """kube-proxy's ServiceAccount bound to the built-in system:node-proxier ClusterRole."""
     plane.apply(

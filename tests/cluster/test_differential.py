@@ -28,7 +28,7 @@ import pytest
 from proxymedic.expectation import parse_ipvsadm
 from tests.cluster import netlab
 from tests.cluster.conftest import report_dir
-from tests.cluster.kubeproxy import NAMESPACE, Relay, setup_rbac, stop_process
+from tests.cluster.kubeproxy import Relay, relayed_kubeconfig, setup_rbac, stop_process
 from tests.expectation.manifests import NODE_IPV4, NODE_IPV6, NODE_NAMES
 from tests.realk8s import binaries, matrix
 from tests.realk8s.controlplane import ControlPlane
@@ -54,17 +54,6 @@ class MatrixNode:
         return parse_ipvsadm(saved, self.name).as_json()
 
 
-def _kubeconfig(plane: ControlPlane, relay: Relay, path: Path) -> Path:
-    """kube-proxy's kubeconfig: through the relay on the node side of the namespace's veth, and
-    the API server's certificate checked for the name it has (127.0.0.1)."""
-    token = plane.service_account_token(NAMESPACE, "kube-proxy")
-    plane.write_kubeconfig(path, token, "kube-proxy")
-    text = path.read_text().replace(plane.server, f"https://{netlab.GATEWAY}:{relay.port}")
-    text = text.replace("certificate-authority:", "tls-server-name: 127.0.0.1\n    certificate-authority:")
-    path.write_text(text)
-    return path
-
-
 def _namespace(index: int, node: str) -> str:
     """The node's network namespace: one veth to the VM's root namespace, the node's InternalIPs."""
     ns = f"{PREFIX}{index}"
@@ -77,7 +66,7 @@ def _namespace(index: int, node: str) -> str:
 def _start(
     plane: ControlPlane, relay: Relay, binary: Path, work: Path, out: Path, ns: str, node: str
 ) -> MatrixNode:
-    kubeconfig = _kubeconfig(plane, relay, work / f"{node}.kubeconfig")
+    kubeconfig = relayed_kubeconfig(plane, relay, netlab.GATEWAY, work / f"{node}.kubeconfig")
     log = (out / f"kube-proxy-{node}.log").open("ab")
     proc = subprocess.Popen(
         [

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from tests.cluster import netlab
-from tests.cluster.kubeproxy import NAMESPACE, Relay, setup_rbac, stop_process
+from tests.cluster.kubeproxy import Relay, relayed_kubeconfig, setup_rbac, stop_process
 from tests.expectation.manifests import NODE_IPV4, NODE_IPV6, NODE_NAMES
 from tests.realk8s import binaries, matrix
 from tests.realk8s.controlplane import ControlPlane
@@ -101,15 +101,6 @@ def differences(programmed: dict[str, Any], expected: dict[str, Any]) -> list[st
     ]
 
 
-def _kubeconfig(plane: ControlPlane, relay: Relay, path: Path) -> Path:
-    token = plane.service_account_token(NAMESPACE, "kube-proxy")
-    plane.write_kubeconfig(path, token, "kube-proxy")
-    text = path.read_text().replace(plane.server, f"https://{netlab.GATEWAY}:{relay.port}")
-    text = text.replace("certificate-authority:", "tls-server-name: 127.0.0.1\n    certificate-authority:")
-    path.write_text(text)
-    return path
-
-
 def _namespace(index: int, node: str) -> str:
     ns = f"{PREFIX}{index}"
     netlab.attach(ns, f"pmv-rules{index}", NODE_IPV4[node])
@@ -138,7 +129,7 @@ def rules_nodes(
         api = urllib.parse.urlsplit(real_api.server)
         relay = Relay((api.hostname or "127.0.0.1", api.port or 443), listen=netlab.GATEWAY)
         for name, ns in namespaces.items():
-            kubeconfig = _kubeconfig(real_api, relay, work / f"{name}.kubeconfig")
+            kubeconfig = relayed_kubeconfig(real_api, relay, netlab.GATEWAY, work / f"{name}.kubeconfig")
             log = (work / f"kube-proxy-{name}.log").open("ab")
             argv = ["ip", "netns", "exec", ns, str(found.kube_proxy), f"--kubeconfig={kubeconfig}"]
             argv += [f"--hostname-override={name}", f"--proxy-mode={mode}", f"--cluster-cidr={CLUSTER_CIDRS}"]
