@@ -22,6 +22,12 @@ FROM ${PYTHON_IMAGE}
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 # Install from the wheels only (no index, no compiler), then drop pip itself: the runtime image
 # never installs anything.
+# The agent reads kube-proxy's rules where there is no IPVS: nftables mode through libnftables
+# (libnftables1), iptables mode through iptables-save and ip6tables-save of both backends
+# (iptables: iptables-nft-save and iptables-legacy-save). Nothing else comes from apt.
+RUN apt-get update \
+ && apt-get install --yes --no-install-recommends libnftables1 iptables \
+ && rm -rf /var/lib/apt/lists/*
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m pip install --no-index --find-links /wheels proxymedic \
  && python -m pip uninstall --yes pip setuptools wheel \

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
+from proxymedic.agent.rules import RulesReader
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
 from proxymedic.dataplane.kubeproxy_probe import ProbeConfig, probe_kube_proxy
 from proxymedic.dataplane.types import ConnectionTable, ConntrackAdapter, IPVSAdapter, SysctlAdapter
@@ -54,10 +55,13 @@ class NodeDataplane:
     kernel_version: str = ""
     sysctls_writable: Callable[[], bool | None] = unknown_writability
     """Whether the agent may write the sysctls it would enforce (None: cannot tell)."""
+    rules: RulesReader | None = None
+    """kube-proxy's rules in nftables and iptables mode; None: not sensed (unknown, not empty)."""
 
 
 def kernel_dataplane(probe_config: ProbeConfig | None = None) -> NodeDataplane:
     """Adapters over this node's kernel (netlink, /proc) and its kube-proxy on localhost."""
+    from proxymedic.agent.rules import read_programmed
     from proxymedic.dataplane.conntrack import NetlinkConntrack
     from proxymedic.dataplane.ipvs import NetlinkIPVS
     from proxymedic.dataplane.procfs import ProcConnectionTable
@@ -78,4 +82,5 @@ def kernel_dataplane(probe_config: ProbeConfig | None = None) -> NodeDataplane:
         kernel_version=platform.release(),
         run=in_thread,
         sysctls_writable=partial(sysctls.writable, EXPIRE_NODEST_CONN),
+        rules=read_programmed,
     )

@@ -1,4 +1,7 @@
-"""Sense one node: kube-proxy, IPVS, conntrack and sysctls, into a NodeProxyHealth status.
+"""Sense one node: kube-proxy, IPVS or its rules, conntrack and sysctls, into a NodeProxyHealth status.
+
+In nftables and iptables mode the virtual servers come from kube-proxy's rules (``rules.py``),
+in the shape IPVS mode reports them.
 
 Whatever cannot be read is left out and named in ``problems``: the operator treats absence
 as unknown, never as a reason to act.
@@ -12,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
+from proxymedic.agent import rules
 from proxymedic.agent.node import NodeDataplane
 from proxymedic.api.health import (
     MAX_FINDINGS,
@@ -33,7 +37,14 @@ from proxymedic.api.health import (
 from proxymedic.api.policy import ServiceProtocol
 from proxymedic.dataplane import kubeproxy
 from proxymedic.dataplane import sysctl as names
-from proxymedic.dataplane.types import DataplaneError, Endpoint, L4Protocol, ServiceKey, VirtualService
+from proxymedic.dataplane.types import (
+    ConntrackAdapter,
+    DataplaneError,
+    Endpoint,
+    L4Protocol,
+    ServiceKey,
+    VirtualService,
+)
 
 REPORTED_SYSCTLS = (
     names.EXPIRE_NODEST_CONN,
@@ -183,6 +194,12 @@ def _local_findings(
     return found
 
 
+def _reply_sources(
+    conntrack: ConntrackAdapter, keys: list[ServiceKey]
+) -> dict[ServiceKey, dict[Endpoint, int]]:
+    return {key: conntrack.reply_sources(key.vip, key.port) for key in keys}
+
+
 async def sense(
     dataplane: NodeDataplane, settings: SenseSettings, local: LocalFindings, agent_version: str
 ) -> NodeProxyHealthStatus:
@@ -218,6 +235,20 @@ async def sense(
             states, truncated = virtual_servers(services, counts)
         except Exception as exc:  # whatever the kernel or a library does, report and go on
             problems.append(f"IPVS: {_describe(exc)}"[:512])
+    elif dataplane.rules is not None and mode in rules.RULE_MODES:
+        try:
+            programmed = await dataplane.run(partial(dataplane.rules, mode))
+        except Exception as exc:
+            problems.append(f"kube-proxy's {mode} rules: {_describe(exc)}"[:512])
+        else:
+            keys = rules.selected_udp(programmed, settings.virtual_servers)[:MAX_VIRTUAL_SERVERS]
+            answered: dict[ServiceKey, dict[Endpoint, int]] = {}
+            if dataplane.conntrack is not None:
+                try:
+                    answered = await dataplane.run(partial(_reply_sources, dataplane.conntrack, keys))
+                except Exception as exc:  # the rules are still worth reporting
+                    problems.append(f"conntrack entries by endpoint: {_describe(exc)}"[:512])
+            states, truncated = rules.virtual_servers(programmed, keys, answered)
 
     sysctls: dict[str, int] = {}
     for name in REPORTED_SYSCTLS:

@@ -94,6 +94,8 @@ class VirtualServerState(ApiModel):
 class FindingType(enum.StrEnum):
     STALE_CONNECTIONS = "StaleConnections"
     STALE_REAL_SERVER = "StaleRealServer"
+    STALE_RULE = "StaleRule"
+    """nftables or iptables mode: kube-proxy's rules still DNAT to an endpoint that is no backend."""
     MISSING_REAL_SERVER = "MissingRealServer"
     KUBE_PROXY_SYNC_STALE = "KubeProxySyncStale"
     STALE_CONNTRACK = "StaleConntrack"

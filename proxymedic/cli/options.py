@@ -122,7 +122,7 @@ def add_programmed_command(commands: Any) -> None:
         action="append",
         metavar="IP",
         help="an address of this node, for NodePorts kube-proxy accepts on every local address "
-        "(--nodeport-addresses unset); repeatable",
+        "(--nodeport-addresses unset); repeatable. Default: every address of this network namespace",
     )
     programmed.add_argument(
         "-o", "--output", choices=("text", "json"), default="text", help="text for people or json for scripts"

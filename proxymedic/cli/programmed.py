@@ -11,20 +11,19 @@ import json
 import sys
 from typing import TextIO
 
+from proxymedic.agent.rules import read_programmed
+from proxymedic.api.health import ProxyMode
 from proxymedic.cli.expect import render_text
-from proxymedic.dataplane.rules import read_iptables, read_nftables
 from proxymedic.dataplane.types import DataplaneError
-from proxymedic.expectation import NodeExpectation, RulesParseError, parse_iptables_save, parse_nftables_json
+from proxymedic.expectation import NodeExpectation, RulesParseError
 
 EXIT_UNREADABLE = 3
 
 
 def read(mode: str, node: str, local_addresses: tuple[str, ...] = ()) -> NodeExpectation:
-    """What kube-proxy programmed in this network namespace; raises DataplaneError or RulesParseError."""
-    if mode == "nftables":
-        return parse_nftables_json(read_nftables(), node, local_addresses=local_addresses)
-    ipv4, ipv6 = read_iptables()
-    return parse_iptables_save(ipv4, ipv6, node, local_addresses=local_addresses)
+    """What kube-proxy programmed in this network namespace; raises DataplaneError or RulesParseError.
+    NodePorts are read on ``local_addresses``, or on this namespace's own when none are given."""
+    return read_programmed(ProxyMode(mode), node, local_addresses or None)
 
 
 def run(args: argparse.Namespace, prog: str, stream: TextIO | None = None) -> int:

@@ -48,6 +48,7 @@ from proxymedic.dataplane.ipvs import map_netlink_error
 from proxymedic.dataplane.types import (
     ConntrackStats,
     DataplaneError,
+    Endpoint,
     IPAddress,
 )
 
@@ -333,6 +334,22 @@ class NetlinkConntrack:
             if backend is not None and entry.reply_src != backend:
                 continue
             yield entry
+
+    def reply_sources(self, vip: IPAddress, port: int) -> dict[Endpoint, int]:
+        """UDP entries to vip:port by the endpoint that answers them (the reply tuple's source).
+
+        Entries whose reply comes from vip:port itself were never DNATed (no rule took them:
+        a Service with no endpoints, traffic rejected) and are left out.
+        """
+        op = f"count UDP conntrack entries to {vip}:{port}"
+        counts: dict[Endpoint, int] = {}
+        with self._raw(op) as ct:
+            for entry in self._matching(ct, vip, port, None):
+                if entry.reply_src == vip and entry.reply_sport == port:
+                    continue
+                source = Endpoint(entry.reply_src, entry.reply_sport)
+                counts[source] = counts.get(source, 0) + 1
+        return counts
 
     def delete_udp_entries(self, vip: IPAddress, port: int, backend: IPAddress) -> int:
         """F5: delete the UDP entries to vip:port whose reply source is backend.

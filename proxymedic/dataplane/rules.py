@@ -120,11 +120,49 @@ def _save(command: str) -> str:
     return proc.stdout
 
 
+KUBE_PROXY_CHAIN = ":KUBE-SERVICES "
+BACKENDS = ("", "-nft", "-legacy")
+"""``iptables-save`` first, then each backend's own: the node's kube-proxy may use the other backend
+than this image's default (kube-proxy's image picks the one that holds rules, as this does)."""
+
+
+def _save_with_rules(family: str) -> str:
+    """The first backend's ``-save`` output that holds kube-proxy's chains, else the default's."""
+    first: str | None = None
+    for backend in BACKENDS:
+        command = f"{family}{backend}-save"
+        if backend and shutil.which(command) is None:
+            continue
+        try:
+            text = _save(command)
+        except DataplaneError:
+            if not backend:
+                raise
+            continue  # that backend cannot be read here: it holds no rules of this node's
+        if KUBE_PROXY_CHAIN in text:
+            return text
+        first = text if first is None else first
+    return first or ""
+
+
 def read_iptables() -> tuple[str, str]:
     """``iptables-save`` and ``ip6tables-save`` of this network namespace (IPv6 empty without it)."""
-    ipv4 = _save("iptables-save")
+    ipv4 = _save_with_rules("iptables")
     try:
-        ipv6 = _save("ip6tables-save")
+        ipv6 = _save_with_rules("ip6tables")
     except DataplaneUnavailableError:
         ipv6 = ""
     return ipv4, ipv6
+
+
+def local_addresses() -> tuple[str, ...]:
+    """Every address of this network namespace (RTM_GETADDR): where iptables mode's NodePort rules,
+    matched by ``--dst-type LOCAL``, take traffic."""
+    from pyroute2.iproute.linux import IPRoute
+
+    try:
+        with IPRoute() as ipr:
+            found = {message.get_attr("IFA_ADDRESS") for message in ipr.get_addr()}
+    except OSError as exc:
+        raise DataplaneError(f"list the node's addresses: {exc}") from exc
+    return tuple(sorted(str(address) for address in found if address))

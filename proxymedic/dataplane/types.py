@@ -156,6 +156,12 @@ class ConntrackAdapter(Protocol):
         """Delete the UDP entries to vip:port whose reply source is backend; return how many."""
         ...
 
+    def reply_sources(self, vip: IPAddress, port: int) -> dict[Endpoint, int]:
+        """The UDP entries to vip:port, counted by the endpoint that answers them; entries that
+        were never DNATed are left out. Where there is no IPVS, this is how many flows each
+        backend holds."""
+        ...
+
 
 class SysctlAdapter(Protocol):
     def read(self, name: str) -> int:

@@ -111,6 +111,9 @@ class Connection:
     Left out of the repr: a logged Connection must not carry the credential."""
     ssl_context: ssl.SSLContext | bool = True
     """An SSL context, True for the system CAs, or False to skip verification (test servers only)."""
+    tls_server_name: str | None = None
+    """The name the server's certificate is checked for, when not the server's host (a kubeconfig's
+    ``tls-server-name``: an API server reached through a tunnel or a relay)."""
 
 
 class KubeClient:
@@ -163,6 +166,7 @@ class KubeClient:
             data=data,
             headers=headers,
             ssl=self._connection.ssl_context,
+            server_hostname=self._connection.tls_server_name,
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
         ) as response:
             text = await response.text()
@@ -218,6 +222,7 @@ class KubeClient:
             params=params,
             headers=self._headers,
             ssl=self._connection.ssl_context,
+            server_hostname=self._connection.tls_server_name,
             # A silent stream is a dead stream: never wait much longer than the server promised.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30),
         ) as response:

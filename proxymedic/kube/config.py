@@ -133,4 +133,9 @@ def load_connection(kubeconfig: str | None = None, context: str | None = None) -
     header = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
     if header:
         token = str(header).removeprefix("Bearer ").strip()
-    return Connection(server=configuration.host.rstrip("/"), token=token, ssl_context=ssl_context)
+    return Connection(
+        server=configuration.host.rstrip("/"),
+        token=token,
+        ssl_context=ssl_context,
+        tls_server_name=getattr(configuration, "tls_server_name", None) or None,
+    )

@@ -9,6 +9,13 @@ findings into proposals, one rung at a time (docs/architecture.md, "Drift"):
 3. the removed real server comes back, a live backend's real server stays missing, or the
    sync is stale → restart kube-proxy: its own cache is stale, and only a restart cures that.
 
+In nftables and iptables mode the agent reports kube-proxy's rules in the same shape (their
+endpoints as real servers, conntrack entries answered by an endpoint they no longer name as
+orphaned connections), judged against the expectation of that mode. Rung 2 does not exist
+there: ProxyMedic never edits kube-proxy's rules, so a rule that still sends traffic to a dead
+backend (``StaleRule``) is kube-proxy's cache, cured by a restart once it has outlasted the
+time kube-proxy may take to program a change, as a missing one is.
+
 Each rung waits for the policy's minimum observation time, so the edge-triggered flush of a
 Service change and kube-proxy's own sync get their chance first. Findings reach the ladder only
 from reports sensed after the change they are judged against (``causality.py``); a removal is
@@ -22,7 +29,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from proxymedic.api.health import Finding, FindingType, Freshness, IntentResult, NodeProxyHealthStatus
+from proxymedic.api.health import (
+    Finding,
+    FindingType,
+    Freshness,
+    IntentResult,
+    NodeProxyHealthStatus,
+    ProxyMode,
+)
 from proxymedic.api.intent import IntentOutcome
 from proxymedic.operator.backends import ServiceRef
 from proxymedic.operator.causality import Sensed
@@ -55,11 +69,15 @@ class SelectedVip:
         return frozenset(ip for ip in self.live if ipaddress.ip_address(ip).version == version)
 
 
-class Selection(dict[VipKey, SelectedVip]):
-    """A policy's selected virtual servers, the same for every node; ``on(node)`` narrows them to
-    what kube-proxy programs on that node (traffic policies, topology, NodePorts, LB ingress)."""
+RULE_MODES = frozenset({ProxyMode.NFTABLES, ProxyMode.IPTABLES})
 
-    def on(self, node: str) -> Mapping[VipKey, SelectedVip]:
+
+class Selection(dict[VipKey, SelectedVip]):
+    """A policy's selected virtual servers, the same for every node; ``on(node, mode)`` narrows them
+    to what kube-proxy programs on that node in that mode (traffic policies, topology, NodePorts,
+    LB ingress; a Local policy with no local endpoint falls back only in IPVS mode)."""
+
+    def on(self, node: str, mode: ProxyMode = ProxyMode.IPVS) -> Mapping[VipKey, SelectedVip]:
         return self
 
 
@@ -90,7 +108,9 @@ def detect(
 ) -> list[DriftFinding]:
     """Findings of one node; the agent's own node-local findings pass through unchanged."""
     findings: list[DriftFinding] = []
-    on_node = selected.on(node) if isinstance(selected, Selection) else selected
+    rules = status.proxy_mode in RULE_MODES
+    mode = status.proxy_mode if rules else ProxyMode.IPVS
+    on_node = selected.on(node, mode) if isinstance(selected, Selection) else selected
     for vs in status.virtual_servers:
         sel = on_node.get((vs.vip, vs.port, str(vs.protocol)))
         if sel is None:
@@ -98,14 +118,17 @@ def detect(
         where = f"{sel.service} ({vs.vip}:{vs.port}/{vs.protocol})"
         present = {rs.ip for rs in vs.real_servers}
         wanted = sel.wanted(vs.vip)
-        draining = str(vs.protocol) in _GRACEFUL_PROTOCOLS
+        draining = not rules and str(vs.protocol) in _GRACEFUL_PROTOCOLS
         for rs in vs.real_servers:
             if rs.ip not in sel.live and rs.ip not in wanted and not (draining and rs.weight == 0):
                 findings.append(
                     DriftFinding(
                         node,
-                        FindingType.STALE_REAL_SERVER,
-                        f"real server {rs.ip}:{rs.port} of {where} is no longer a backend",
+                        FindingType.STALE_RULE if rules else FindingType.STALE_REAL_SERVER,
+                        f"kube-proxy's {mode} rules of {where} still send traffic to {rs.ip}:{rs.port}, "
+                        "no longer a backend"
+                        if rules
+                        else f"real server {rs.ip}:{rs.port} of {where} is no longer a backend",
                         sel.service,
                         vs.vip,
                         vs.port,
@@ -131,7 +154,9 @@ def detect(
                 DriftFinding(
                     node,
                     FindingType.MISSING_REAL_SERVER,
-                    f"backend {backend} of {where} has no real server on this node",
+                    f"backend {backend} of {where} has no "
+                    + (f"{mode} rule" if rules else "real server")
+                    + " on this node",
                     sel.service,
                     vs.vip,
                     vs.port,
@@ -151,7 +176,11 @@ def detect(
 
 
 _NODE_LOCAL = {FindingType.SYSCTL_DRIFT, FindingType.CONNTRACK_PRESSURE}
-RESTART_WORTHY = frozenset({FindingType.KUBE_PROXY_SYNC_STALE, FindingType.MISSING_REAL_SERVER})
+RESTART_WORTHY = frozenset(
+    {FindingType.KUBE_PROXY_SYNC_STALE, FindingType.MISSING_REAL_SERVER, FindingType.STALE_RULE}
+)
+PROGRAMMING = frozenset({FindingType.MISSING_REAL_SERVER, FindingType.STALE_RULE})
+"""Findings that kube-proxy cures itself once it programs the change: they wait ``program_grace``."""
 
 
 def _reported(node: str, reported: Iterable[Finding]) -> Iterable[DriftFinding]:
@@ -318,7 +347,7 @@ class Ladder:
                 due.append(
                     Step(ActionKind.FLUSH_STALE_BACKENDS, node, since, finding, remove_real_servers=True)
                 )
-            elif finding.type in (FindingType.MISSING_REAL_SERVER, FindingType.KUBE_PROXY_SYNC_STALE):
+            elif finding.type in RESTART_WORTHY:
                 restart = restart or Step(ActionKind.RESTART_KUBE_PROXY, node, since, finding)
             elif finding.type is FindingType.SYSCTL_DRIFT:
                 sysctls = sysctls or Step(ActionKind.ENFORCE_SYSCTLS, node, since, finding)
@@ -328,7 +357,7 @@ class Ladder:
 
     def _observation(self, finding: DriftFinding) -> timedelta:
         """How long a finding must last before its step is due."""
-        if finding.type is FindingType.MISSING_REAL_SERVER:
+        if finding.type in PROGRAMMING:
             return self.program_grace + self.min_observation
         return self.min_observation
 

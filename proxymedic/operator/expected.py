@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections import ChainMap
 from collections.abc import Iterable, Mapping
 
-from proxymedic.expectation import NodeSpec, ServiceSpec, SliceSpec, expect_node
+from proxymedic.api.health import ProxyMode
+from proxymedic.expectation import NodeSpec, ProxyOptions, ServiceSpec, SliceSpec, expect_node
 from proxymedic.operator.drift import SelectedVip, Selection, VipKey
 
 
@@ -47,28 +48,35 @@ class NodeSelection(Selection):
             (self._per_node if local or node_ports or service.key in hinted else shared).append(service)
         per_node_keys = {service.key for service in self._per_node}
         self._per_node_slices = [slice_ for slice_ in chosen if slice_.service_key in per_node_keys]
-        # Seen from no node in particular: no endpoint is local, no zone matches, no NodePort.
+        # Seen from no node in particular: no endpoint is local, no zone matches, no NodePort. The
+        # same in every mode: the modes differ only under a Local traffic policy (per node).
         self._shared = self._selected(NodeSpec("", {}, ()), shared, chosen)
-        self._cache: dict[str, tuple[NodeSpec, Mapping[VipKey, SelectedVip]]] = {}
+        self._cache: dict[tuple[str, ProxyMode], tuple[NodeSpec, Mapping[VipKey, SelectedVip]]] = {}
 
-    def on(self, node: str) -> Mapping[VipKey, SelectedVip]:
+    def on(self, node: str, mode: ProxyMode = ProxyMode.IPVS) -> Mapping[VipKey, SelectedVip]:
         if not self._per_node:
             return self._shared
         spec = self._nodes.get(node) or NodeSpec(node, {}, ())
-        cached = self._cache.get(node)
+        cached = self._cache.get((node, mode))
         if cached is not None and cached[0] == spec:
             return cached[1]
-        result = ChainMap(self._selected(spec, self._per_node, self._per_node_slices), self._shared)
-        self._cache[node] = (spec, result)
+        per_node = self._selected(spec, self._per_node, self._per_node_slices, mode)
+        result = ChainMap(per_node, self._shared)
+        self._cache[(node, mode)] = (spec, result)
         return result
 
     def _selected(
-        self, node: NodeSpec, services: list[ServiceSpec], slices: list[SliceSpec]
+        self,
+        node: NodeSpec,
+        services: list[ServiceSpec],
+        slices: list[SliceSpec],
+        mode: ProxyMode = ProxyMode.IPVS,
     ) -> dict[VipKey, SelectedVip]:
         result: dict[VipKey, SelectedVip] = {}
         if not services:
             return result
-        for vs in expect_node(node, services, slices).virtual_servers:
+        options = ProxyOptions(mode=str(mode))
+        for vs in expect_node(node, services, slices, options).virtual_servers:
             namespace, _, name = vs.service.partition("/")
             base = self._by_service.get((namespace, name))
             if base is None or vs.protocol not in self._protocols:

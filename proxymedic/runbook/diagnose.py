@@ -13,7 +13,7 @@ from datetime import datetime
 
 from proxymedic.api.health import Freshness, NodeProxyHealthStatus, ProxyMode
 from proxymedic.api.policy import Guardrails
-from proxymedic.operator.drift import RESTART_WORTHY, DriftFinding, SelectedVip, VipKey
+from proxymedic.operator.drift import RESTART_WORTHY, RULE_MODES, DriftFinding, SelectedVip, VipKey
 from proxymedic.runbook import steps_local
 from proxymedic.runbook.ages import age, plural
 from proxymedic.runbook.errors import NoAgentError, UnknownNodeError
@@ -34,10 +34,12 @@ def _kernel(version: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def selected_vips(view: View, node: str) -> dict[VipKey, SelectedVip]:
+def selected_vips(view: View, node: str, mode: ProxyMode = ProxyMode.IPVS) -> dict[VipKey, SelectedVip]:
+    """What kube-proxy should have programmed on the node, in the mode it reports (IPVS's when unknown)."""
     result: dict[VipKey, SelectedVip] = {}
+    expected_mode = mode if mode in RULE_MODES else ProxyMode.IPVS
     for policy in policies_for(view, node):
-        for key, selected in view.cluster.selected_vips(policy).on(node).items():
+        for key, selected in view.cluster.selected_vips(policy).on(node, expected_mode).items():
             result.setdefault(key, selected)
     return result
 
@@ -66,17 +68,22 @@ def step_mode(status: NodeProxyHealthStatus, node: str) -> StepReport:
                 f"kernel {kernel} is older than 5.9: it does not flush the connections of a removed real "
                 "server, so the first packet on a stale entry is dropped whatever is done"
             )
+    elif status.proxy_mode in RULE_MODES:
+        mode = status.proxy_mode
+        summary = (
+            f"{mode}, kernel {kernel}: no IPVS; the agent reads kube-proxy's {mode} rules, and step 4 "
+            "compares the endpoints they send traffic to; ProxyMedic never edits them, so a stale rule "
+            "is cured by restarting kube-proxy"
+        )
+        details.append(
+            f"to compare by hand, on the node: `proxymedic programmed {node} --mode {mode}` with "
+            f"`proxymedic expect {node} --mode {mode}`"
+        )
     else:
         summary = (
             f"{status.proxy_mode}, kernel {kernel}: no IPVS, so steps 2 and 4 do not apply; "
             "stale conntrack entries and sync stalls still do"
         )
-        if status.proxy_mode in (ProxyMode.NFTABLES, ProxyMode.IPTABLES):
-            mode = status.proxy_mode
-            details.append(
-                f"the agent does not report kube-proxy's {mode} rules: on the node, compare "
-                f"`proxymedic programmed {node} --mode {mode}` with `proxymedic expect {node} --mode {mode}`"
-            )
     return StepReport(
         number=1,
         key="proxy-mode",
@@ -90,8 +97,11 @@ def step_mode(status: NodeProxyHealthStatus, node: str) -> StepReport:
 
 
 def step_stuck_connections(status: NodeProxyHealthStatus, selected: dict[VipKey, SelectedVip]) -> StepReport:
+    rules = status.proxy_mode in RULE_MODES
     manual = [
-        "ipvsadm -Lcn | grep <VIP>:<port>",
+        "conntrack -L -p udp --orig-dst <VIP> --orig-port-dst <port>"
+        if rules
+        else "ipvsadm -Lcn | grep <VIP>:<port>",
         "kubectl get endpointslices -A -l kubernetes.io/service-name",
     ]
     rows: list[list[str]] = []
@@ -105,14 +115,12 @@ def step_stuck_connections(status: NodeProxyHealthStatus, selected: dict[VipKey,
         wanted = sel.wanted(vs.vip)
         for rs in vs.real_servers:
             if rs.ip not in sel.live and rs.ip not in wanted and rs.connections:
-                rows.append(
-                    [str(sel.service), where, rs.ip, str(rs.connections), "its real server is still there"]
-                )
+                state = "a rule still sends traffic there" if rules else "its real server is still there"
+                rows.append([str(sel.service), where, rs.ip, str(rs.connections), state])
         for orphan in vs.orphaned_connections:
             if orphan.ip not in sel.live and orphan.ip not in wanted and orphan.connections:
-                rows.append(
-                    [str(sel.service), where, orphan.ip, str(orphan.connections), "no real server left"]
-                )
+                state = "no rule left" if rules else "no real server left"
+                rows.append([str(sel.service), where, orphan.ip, str(orphan.connections), state])
     stuck = sum(int(row[3]) for row in rows)
     facts = {"stuckConnections": stuck, "unselectedOrphanedConnections": unselected}
     details = []
@@ -122,14 +130,17 @@ def step_stuck_connections(status: NodeProxyHealthStatus, selected: dict[VipKey,
         )
     if status.virtual_servers_truncated:
         details.append("the agent reported only the first virtual servers (truncated): the check is partial")
-    if status.proxy_mode is not ProxyMode.IPVS and not status.virtual_servers:
+    if status.proxy_mode is not ProxyMode.IPVS and not rules and not status.virtual_servers:
         verdict, summary = Verdict.NOT_APPLICABLE, f"no IPVS connection table in {status.proxy_mode} mode"
     elif rows:
         verdict = Verdict.PROBLEM
         summary = plural(stuck, "connection entry still points", "connection entries still point")
         summary += " at backends that left their Service"
         details.append(
-            "clients on these entries time out until the entry expires (300 s for UDP by default, "
+            "clients on these conntrack entries time out until the entry expires (nf_conntrack_udp_timeout"
+            "_stream, 120 s by default), forever while they keep sending"
+            if rules
+            else "clients on these entries time out until the entry expires (300 s for UDP by default, "
             "forever while they keep retrying with net.ipv4.vs.expire_nodest_conn=0)"
         )
     else:
@@ -209,8 +220,11 @@ def step_sync(status: NodeProxyHealthStatus, findings: list[DriftFinding], now: 
 
 
 def step_real_servers(status: NodeProxyHealthStatus, selected: dict[VipKey, SelectedVip]) -> StepReport:
+    rules = status.proxy_mode in RULE_MODES
     manual = [
-        "ipvsadm -Ln -u <VIP>:<port>",
+        f"proxymedic programmed <node> --mode {status.proxy_mode}"
+        if rules
+        else "ipvsadm -Ln -u <VIP>:<port>",
         "kubectl get endpointslices -n <namespace> -l kubernetes.io/service-name=<service>",
     ]
     present = {(vs.vip, vs.port, str(vs.protocol)): vs for vs in status.virtual_servers}
@@ -244,7 +258,7 @@ def step_real_servers(status: NodeProxyHealthStatus, selected: dict[VipKey, Sele
     table = Table(
         columns=["SERVICE", "VIRTUAL SERVER", "ENDPOINTS", "REAL SERVERS", "STALE", "MISSING"], rows=rows
     )
-    if status.proxy_mode is not ProxyMode.IPVS and not status.virtual_servers:
+    if status.proxy_mode is not ProxyMode.IPVS and not rules and not status.virtual_servers:
         verdict, summary, table_or_none = (
             Verdict.NOT_APPLICABLE,
             f"no IPVS real servers in {status.proxy_mode} mode",
@@ -255,10 +269,16 @@ def step_real_servers(status: NodeProxyHealthStatus, selected: dict[VipKey, Sele
     elif stale_total or missing_total:
         parts = []
         if missing_total:
-            parts.append(plural(missing_total, "live backend has", "live backends have") + " no real server")
+            parts.append(
+                plural(missing_total, "live backend has", "live backends have")
+                + (" no rule" if rules else " no real server")
+            )
         if stale_total:
             parts.append(
-                plural(stale_total, "real server belongs", "real servers belong") + " to backends that left"
+                plural(stale_total, "rule sends", "rules send") + " traffic to backends that left"
+                if rules
+                else plural(stale_total, "real server belongs", "real servers belong")
+                + " to backends that left"
             )
         verdict, summary, table_or_none = Verdict.PROBLEM, "; ".join(parts), table
     else:
@@ -362,7 +382,7 @@ def build_diagnosis(view: View, node: str, now: datetime) -> Diagnosis:
             + ": is the agent DaemonSet scheduled there? "
             f"kubectl get pods -A -l app.kubernetes.io/component=agent --field-selector spec.nodeName={node}"
         )
-    selected = selected_vips(view, node)
+    selected = selected_vips(view, node, status.proxy_mode)
     findings = findings_of(view, node, now)
     scope_step, scope = step_scope(view, node, findings, now)
     steps = [

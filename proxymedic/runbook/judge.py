@@ -33,7 +33,9 @@ from proxymedic.operator.record import restart_history
 from proxymedic.operator.state import AGENT_SILENT_AFTER
 from proxymedic.runbook.snapshot import OPERATOR_COMPONENT, EventRecord, View
 
-RULES_DRIFT = frozenset({FindingType.STALE_REAL_SERVER, FindingType.MISSING_REAL_SERVER})
+RULES_DRIFT = frozenset(
+    {FindingType.STALE_REAL_SERVER, FindingType.STALE_RULE, FindingType.MISSING_REAL_SERVER}
+)
 
 
 class NodeHealth(enum.StrEnum):

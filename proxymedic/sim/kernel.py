@@ -310,6 +310,10 @@ class ModelledNode:
         self._advance()
         return self.conntrack.delete_udp_entries(vip, port, backend)
 
+    def reply_sources(self, vip: IPAddress, port: int) -> dict[Endpoint, int]:
+        self._advance()
+        return self.conntrack.reply_sources(vip, port)
+
     # --- SysctlAdapter ------------------------------------------------------------------
 
     def read(self, name: str) -> int:

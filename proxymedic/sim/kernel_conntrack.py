@@ -88,6 +88,13 @@ class ConntrackTable:
             del self.entries[key]
         return len(doomed)
 
+    def reply_sources(self, vip: IPAddress, port: int) -> dict[Endpoint, int]:
+        counts: dict[Endpoint, int] = {}
+        for key, entry in self.entries.items():
+            if key[2] == vip and key[3] == port:
+                counts[entry.reply_source] = counts.get(entry.reply_source, 0) + 1
+        return counts
+
     def stats(self) -> ConntrackStats:
         return ConntrackStats(
             count=len(self.entries),

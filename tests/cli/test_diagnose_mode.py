@@ -17,10 +17,12 @@ def test_a_rule_mode_node_is_told_how_to_compare_its_rules(mode: str) -> None:
         node_health(proxyMode=mode, kernelVersion="6.1.0")["status"]
     )
     step = step_mode(status, "node-7")
-    assert step.summary.startswith(f"{mode}, kernel 6.1.0: no IPVS, so steps 2 and 4 do not apply")
+    assert step.summary.startswith(
+        f"{mode}, kernel 6.1.0: no IPVS; the agent reads kube-proxy's {mode} rules"
+    )
     assert step.details == [
-        f"the agent does not report kube-proxy's {mode} rules: on the node, compare "
-        f"`proxymedic programmed node-7 --mode {mode}` with `proxymedic expect node-7 --mode {mode}`"
+        f"to compare by hand, on the node: `proxymedic programmed node-7 --mode {mode}` with "
+        f"`proxymedic expect node-7 --mode {mode}`"
     ]
 
 

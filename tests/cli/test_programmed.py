@@ -10,12 +10,19 @@ from typing import Any
 
 import pytest
 
-from proxymedic.cli import programmed
+from proxymedic.agent import rules as programmed
 from proxymedic.cli.main import main
 from proxymedic.dataplane import rules
 from proxymedic.dataplane.types import DataplaneError, DataplaneUnavailableError
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def _no_local_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rules are fixtures; this machine's own addresses are no part of them."""
+    monkeypatch.setattr(programmed, "local_addresses", lambda: ())
+
 
 FIXTURES = Path(__file__).parents[1] / "expectation" / "fixtures"
 

@@ -15,6 +15,8 @@ binary, and nftables and iptables (``scripts/setup.sh --kernel`` installs them).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import os
 import shutil
@@ -24,13 +26,22 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from proxymedic.api.health import FindingType, NodeProxyHealthStatus
+from proxymedic.cli.runbook_commands import read_cluster
+from proxymedic.kube.config import load_connection
+from proxymedic.operator.drift import RESTART_WORTHY
+from proxymedic.runbook.judge import findings_of
+from proxymedic.runbook.snapshot import Snapshot, build_view
 from tests.cluster import netlab
 from tests.cluster.kubeproxy import Relay, relayed_kubeconfig, setup_rbac, stop_process
+from tests.expectation import manifests
 from tests.expectation.manifests import NODE_IPV4, NODE_IPV6, NODE_NAMES
 from tests.realk8s import binaries, matrix
 from tests.realk8s.controlplane import ControlPlane
@@ -41,6 +52,23 @@ PREFIX = "pm-rules-"
 CLUSTER_CIDRS = "10.244.0.0/16,fd00:10:244::/56"
 PROGRAM_TIMEOUT = float(os.environ.get("RULES_PROGRAM_TIMEOUT", 180))
 MODES = ("nftables", "iptables")
+
+
+STALL_VIP, STALL_NEAR, STALL_FAR = "10.96.99.53", "10.244.1.253", "10.244.2.253"
+"""A UDP Service with an endpoint on kind-worker and one on kind-worker2; the judgement test stalls
+kind-worker's kube-proxy and takes kind-worker2's endpoint away."""
+STALL_PORT = [("dns", 53, "UDP")]
+STALL_SERVICE = manifests.service("stall-dns", [manifests.port("dns", 53, "UDP")], [STALL_VIP])
+
+
+def stall_slice(*addresses: str) -> dict[str, Any]:
+    nodes = {STALL_NEAR: manifests.W1, STALL_FAR: manifests.W2}
+    return manifests.endpoint_slice(
+        "stall-dns", "a", [manifests.endpoint(ip, nodes[ip]) for ip in addresses], STALL_PORT
+    )
+
+
+STALL_OBJECTS = [STALL_SERVICE, stall_slice(STALL_NEAR, STALL_FAR)]
 
 
 def _missing() -> str | None:
@@ -65,6 +93,8 @@ class RulesNode:
     mode: str
     proc: subprocess.Popen[bytes]
     log: Path
+    relay: Relay
+    """kube-proxy's own path to the API server: ``relay.blackhole()`` stalls this one kube-proxy."""
 
     def exited(self) -> str:
         lines = self.log.read_text(errors="replace").splitlines()[-5:]
@@ -122,13 +152,16 @@ def rules_nodes(
     netlab.cleanup_namespaces(PREFIX)
     setup_rbac(real_api)
     matrix.apply(real_api)
+    for manifest in STALL_OBJECTS:
+        matrix.create_or_replace(real_api, manifest)
     nodes: list[RulesNode] = []
-    relay: Relay | None = None
+    relays: list[Relay] = []
     try:
         namespaces = {name: _namespace(index, name) for index, name in enumerate(NODE_NAMES)}
         api = urllib.parse.urlsplit(real_api.server)
-        relay = Relay((api.hostname or "127.0.0.1", api.port or 443), listen=netlab.GATEWAY)
         for name, ns in namespaces.items():
+            relay = Relay((api.hostname or "127.0.0.1", api.port or 443), listen=netlab.GATEWAY)
+            relays.append(relay)
             kubeconfig = relayed_kubeconfig(real_api, relay, netlab.GATEWAY, work / f"{name}.kubeconfig")
             log = (work / f"kube-proxy-{name}.log").open("ab")
             argv = ["ip", "netns", "exec", ns, str(found.kube_proxy), f"--kubeconfig={kubeconfig}"]
@@ -137,15 +170,17 @@ def rules_nodes(
             argv += ["--conntrack-max-per-core=0", "--v=2"]
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
             log.close()
-            nodes.append(RulesNode(name, ns, mode, proc, work / f"kube-proxy-{name}.log"))
+            nodes.append(RulesNode(name, ns, mode, proc, work / f"kube-proxy-{name}.log", relay))
         yield nodes
     finally:
         for node in nodes:
             stop_process(node.proc)
-        if relay is not None:
+        for relay in relays:
             relay.close()
         netlab.cleanup_namespaces(PREFIX)
         matrix.remove(real_api)
+        for manifest in STALL_OBJECTS:
+            real_api.request("DELETE", matrix.path_of(manifest))
 
 
 def test_kube_proxy_rules_are_what_proxymedic_expects(
@@ -173,3 +208,149 @@ def test_kube_proxy_rules_are_what_proxymedic_expects(
             f"{node.name} ({mode}): the rules differ from `proxymedic expect`: "
             + "; ".join(differences(latest[node.name], expected[node.name]))
         )
+
+
+JUDGEMENT_POLICY: dict[str, Any] = {
+    "apiVersion": "proxymedic.io/v1alpha1",
+    "kind": "ProxyHealthPolicy",
+    "metadata": {"name": "rules-judgement"},
+    "spec": {
+        "services": {"namespaces": [manifests.NAMESPACE], "protocols": ["UDP"]},
+        "actions": {"restartKubeProxy": {"enabled": True, "staleAfter": "30s"}},
+        "guardrails": {"dryRun": True, "minObservation": "5s"},
+    },
+}
+REPORT_TIMEOUT = float(os.environ.get("RULES_REPORT_TIMEOUT", 120))
+
+
+@dataclass
+class Agent:
+    node: RulesNode
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+def start_agent(node: RulesNode, kubeconfig: Path, work: Path) -> Agent:
+    """``proxymedic agent`` in the node's namespace, as the DaemonSet runs it in the host's."""
+    log = work / f"agent-{node.name}.log"
+    argv = ["ip", "netns", "exec", node.ns, sys.executable, "-m", "proxymedic.cli.main", "agent"]
+    argv += [f"--node-name={node.name}", f"--kubeconfig={kubeconfig}", "--metrics-port=0"]
+    argv += ["--sense-interval=1s", "--heartbeat=3s"]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    return Agent(node, proc, log)
+
+
+def report_of(plane: ControlPlane, node: str) -> NodeProxyHealthStatus | None:
+    status, body = plane.request("GET", f"/apis/proxymedic.io/v1alpha1/nodeproxyhealths/{node}")
+    if status != 200 or not body.get("status", {}).get("observedAt"):
+        return None
+    return NodeProxyHealthStatus.model_validate(body["status"])
+
+
+def report_after(plane: ControlPlane, agent: Agent, moment: datetime) -> NodeProxyHealthStatus:
+    """The node's first report sensed after ``moment``: evidence of the state from then on."""
+
+    def fresh() -> NodeProxyHealthStatus | None:
+        assert agent.proc.poll() is None, agent.log.read_text(errors="replace")[-2000:]
+        found = report_of(plane, agent.node.name)
+        return found if found is not None and found.observed_at > moment else None
+
+    found = netlab.wait_for(f"{agent.node.name}'s report after {moment}", fresh, REPORT_TIMEOUT, every=0.5)
+    assert isinstance(found, NodeProxyHealthStatus)
+    return found
+
+
+def judged(plane: ControlPlane) -> dict[str, list[tuple[str, str | None]]]:
+    """What the operator finds on every node, from the API as it is now (``proxymedic diagnose``'s
+    judgement: the operator's own functions, every report taken as evidence)."""
+
+    async def read() -> Snapshot:
+        return await read_cluster(load_connection(str(plane.kubeconfig)))
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        snapshot = pool.submit(asyncio.run, read()).result()
+    view = build_view(snapshot)
+    now = datetime.now(UTC)
+    return {
+        node: sorted((str(f.type), f.backend) for f in findings_of(view, node, now)) for node in NODE_NAMES
+    }
+
+
+def udp_view(servers: Any) -> dict[tuple[str, int], list[str]]:
+    return {
+        (vs["address"], vs["port"]): sorted(f"{rs['address']}:{rs['port']}" for rs in vs["realServers"])
+        for vs in servers
+        if vs["protocol"] == "UDP"
+    }
+
+
+def test_agents_report_the_rules_and_only_a_stalled_kube_proxy_is_found(
+    real_api: ControlPlane, rules_nodes: list[RulesNode], tmp_path: Path
+) -> None:
+    """The real agent on each node reads its real kube-proxy's rules: healthy nodes, judged against
+    the expectation of their mode, have no finding at all (no Local fallback taken for missing
+    backends, no NodePort, zone or family confusion); then one kube-proxy's API connection dies
+    silently, a backend leaves, and that node alone has a stale rule, which is restart-worthy."""
+    mode = rules_nodes[0].mode
+    expected = {node.name: matrix.expect_json(real_api, node.name, mode) for node in rules_nodes}
+    for node in rules_nodes:  # kube-proxy has programmed the whole matrix (the differential's check)
+        netlab.wait_for(
+            f"{node.name}'s kube-proxy to program the matrix",
+            partial(lambda node: node.programmed() == expected[node.name], node),
+            PROGRAM_TIMEOUT,
+            every=1,
+        )
+    programmed_at = datetime.now(UTC)
+    real_api.apply([JUDGEMENT_POLICY])
+    api = urllib.parse.urlsplit(real_api.server)
+    relay = Relay((api.hostname or "127.0.0.1", api.port or 443), listen=netlab.GATEWAY)
+    # Not the chart's agent token (tests/realapi/test_security.py exercises that one): the admin's.
+    kubeconfig = relayed_kubeconfig(
+        real_api, relay, netlab.GATEWAY, tmp_path / "agents.kubeconfig", real_api.admin_token
+    )
+    agents = [start_agent(node, kubeconfig, tmp_path) for node in rules_nodes]
+    try:
+        reports = {agent.node.name: report_after(real_api, agent, programmed_at) for agent in agents}
+        for name, report in reports.items():
+            assert report.proxy_mode == mode, report.problems
+            assert report.problems == []
+            sensed = udp_view(
+                {
+                    "address": vs.vip,
+                    "port": vs.port,
+                    "protocol": str(vs.protocol),
+                    "realServers": [{"address": rs.ip, "port": rs.port} for rs in vs.real_servers],
+                }
+                for vs in report.virtual_servers
+            )
+            wanted = udp_view(expected[name]["virtualServers"])
+            assert {key: sensed.get(key) for key in wanted} == wanted, f"{name}: the agent's report"
+        assert judged(real_api) == {name: [] for name in NODE_NAMES}, "healthy nodes have findings"
+
+        stalled, healthy = rules_nodes[0], rules_nodes[1:]
+        assert stalled.relay.blackhole() > 0
+        matrix.create_or_replace(real_api, stall_slice(STALL_NEAR))
+        far = f"{STALL_FAR}:53"
+
+        def gone_from(node: RulesNode) -> bool:
+            return far not in udp_view(node.programmed()["virtualServers"]).get((STALL_VIP, 53), [far])
+
+        for node in healthy:
+            netlab.wait_for(f"{node.name} to drop {far}", partial(gone_from, node), PROGRAM_TIMEOUT)
+        changed_at = datetime.now(UTC)
+        assert not gone_from(stalled), "the stalled kube-proxy saw the change"
+        for agent in agents:
+            report_after(real_api, agent, changed_at)
+        findings = judged(real_api)
+        print(f"rules judgement ({mode}): after the change, {json.dumps(findings)}")
+        assert findings == {
+            stalled.name: [(str(FindingType.STALE_RULE), STALL_FAR)],
+            **{node.name: [] for node in healthy},
+        }
+        assert FindingType.STALE_RULE in RESTART_WORTHY
+    finally:
+        for agent in agents:
+            stop_process(agent.proc)
+        relay.close()
+        real_api.request("DELETE", "/apis/proxymedic.io/v1alpha1/proxyhealthpolicies/rules-judgement")

@@ -37,38 +37,38 @@ def _collection(manifest: Manifest) -> str:
     return f"{group}{scope}/{plural}"
 
 
-def _path(manifest: Manifest) -> str:
+def path_of(manifest: Manifest) -> str:
     return f"{_collection(manifest)}/{manifest['metadata']['name']}"
 
 
-def _create_or_replace(plane: ControlPlane, manifest: Manifest) -> None:
+def create_or_replace(plane: ControlPlane, manifest: Manifest) -> None:
     """One request per object (kubectl would first read the API's discovery documents, which
     takes minutes on the cluster tier's emulated CPU)."""
     body = {k: v for k, v in manifest.items() if k != "status"}
     status, created = plane.request("POST", _collection(manifest), body)
     if status == 409:
-        _, current = plane.request("GET", _path(manifest))
+        _, current = plane.request("GET", path_of(manifest))
         version = current["metadata"]["resourceVersion"]
         body = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
-        status, created = plane.request("PUT", _path(manifest), body)
-    assert status in (200, 201), f"the server refused {_path(manifest)}: {created}"
+        status, created = plane.request("PUT", path_of(manifest), body)
+    assert status in (200, 201), f"the server refused {path_of(manifest)}: {created}"
 
 
 def _patch_status(plane: ControlPlane, manifest: Manifest) -> None:
     status, body = plane.request(
         "PATCH",
-        f"{_path(manifest)}/status",
+        f"{path_of(manifest)}/status",
         {"status": manifest["status"]},
         content_type="application/merge-patch+json",
     )
-    assert status == 200, f"cannot write the status of {_path(manifest)}: {body}"
+    assert status == 200, f"cannot write the status of {path_of(manifest)}: {body}"
 
 
 def apply(plane: ControlPlane) -> list[Manifest]:
     """Create the matrix's namespace, Nodes, Services and EndpointSlices; returns what was applied."""
     objects = [NAMESPACE_MANIFEST, *NODES, *manifests()]
     for obj in objects:
-        _create_or_replace(plane, obj)
+        create_or_replace(plane, obj)
     for obj in objects:
         if "status" in obj:
             _patch_status(plane, obj)
@@ -79,8 +79,8 @@ def remove(plane: ControlPlane) -> None:
     """Delete the matrix's Services, EndpointSlices and Nodes. The namespace stays: without a
     controller manager nothing would finish its deletion."""
     for obj in [*manifests(), *NODES]:
-        status, body = plane.request("DELETE", _path(obj))
-        assert status in (200, 202, 404), f"cannot delete {_path(obj)}: {body}"
+        status, body = plane.request("DELETE", path_of(obj))
+        assert status in (200, 202, 404), f"cannot delete {path_of(obj)}: {body}"
 
 
 def read_back(plane: ControlPlane) -> list[dict[str, Any]]:
