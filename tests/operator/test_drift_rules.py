@@ -21,7 +21,7 @@ from proxymedic.operator.drift import Ladder, detect
 from proxymedic.operator.guardrails import ActionKind
 from tests.expectation.cases import CASES, Case
 from tests.expectation.manifests import NODE_NAMES, NODES, W2, W3, VirtualServerRow
-from tests.operator.test_drift_expected import BY_NAME, T0, cluster_of, report
+from tests.operator.test_drift_expected import BY_NAME, T0, cluster_of, findings, report
 
 pytestmark = pytest.mark.unit
 
@@ -49,20 +49,13 @@ def in_mode(status: NodeProxyHealthStatus, mode: ProxyMode) -> NodeProxyHealthSt
     return status.model_copy(update={"proxy_mode": mode})
 
 
-def judged(case: Case, node: str, status: NodeProxyHealthStatus) -> list[tuple[FindingType, str | None]]:
-    cluster = cluster_of(case)
-    entry = cluster.policies["coredns"]
-    assert entry.policy is not None, entry.errors
-    return [(f.type, f.backend) for f in detect(node, status, cluster.selected_vips(entry.policy))]
-
-
 @pytest.mark.parametrize("mode", RULE_MODES)
 @pytest.mark.parametrize("node", NODE_NAMES)
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_a_rule_mode_node_as_kube_proxy_programs_it_has_no_findings(
     case: Case, node: str, mode: ProxyMode
 ) -> None:
-    assert judged(case, node, in_mode(report(programmed(case, node, mode)), mode)) == []
+    assert findings(case, node, in_mode(report(programmed(case, node, mode)), mode)) == []
 
 
 def test_the_same_rules_judged_as_ipvs_would_be_a_false_restart() -> None:
@@ -70,8 +63,8 @@ def test_the_same_rules_judged_as_ipvs_would_be_a_false_restart() -> None:
     ClusterIP's traffic, IPVS mode falls back to every endpoint."""
     case = BY_NAME["internal-local-with-node-port"]
     rules = report(programmed(case, W3, ProxyMode.NFTABLES))
-    assert judged(case, W3, in_mode(rules, ProxyMode.NFTABLES)) == []
-    as_ipvs = judged(case, W3, in_mode(rules, ProxyMode.IPVS))
+    assert findings(case, W3, in_mode(rules, ProxyMode.NFTABLES)) == []
+    as_ipvs = findings(case, W3, in_mode(rules, ProxyMode.IPVS))
     assert len(as_ipvs) == 2
     assert {kind for kind, _ in as_ipvs} == {FindingType.MISSING_REAL_SERVER}
 
