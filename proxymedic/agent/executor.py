@@ -17,12 +17,14 @@ from functools import partial
 
 from proxymedic.agent.liveness import InUse
 from proxymedic.agent.node import NodeDataplane
+from proxymedic.agent.rules import RULE_MODES
 from proxymedic.api.health import IntentResult
 from proxymedic.api.intent import FlushStep, IntentAction, IntentOutcome, RemediationIntent
 from proxymedic.dataplane import sysctl as names
 from proxymedic.dataplane.types import (
     DataplaneError,
     Endpoint,
+    IPAddress,
     IPVSAbsentError,
     IPVSTimeouts,
     L4Protocol,
@@ -32,6 +34,11 @@ from proxymedic.dataplane.types import (
 FLUSH_VERIFY_SECONDS = 1.0
 """How long to wait for the kernel's queued flush (measured within 0.2 s on 6.1) before failing."""
 FLUSH_POLL_SECONDS = 0.05
+RULES_WAIT_SECONDS = 3.0
+"""nftables and iptables mode: how long a flush waits for kube-proxy's rules to stop naming a dead
+backend. A flush before that is undone by the next packet, which the old rules DNAT to the dead
+backend again (kube-proxy syncs at most once a second by default, ``--min-sync-period``)."""
+RULES_POLL_SECONDS = 0.1
 NO_IPVS_NOTE = "IPVS steps not applicable: no IPVS on this node"
 logger = logging.getLogger("proxymedic.agent")
 
@@ -128,6 +135,8 @@ async def _flush_backends(
         except DataplaneError as exc:
             work.errors.append(f"IPVS: {exc}")
     if FlushStep.DELETE_CONNTRACK in steps and dp.conntrack is not None:
+        if not spec.dry_run:
+            await _wait_for_rules(dp, intent, dead, work)
         for key, _ in _service_keys(intent):
             if key.protocol is not L4Protocol.UDP:
                 continue
@@ -147,6 +156,44 @@ async def _flush_backends(
                 if deleted:
                     work.deleted_conntrack_entries += deleted
                     work.changes.append(f"deleted {deleted} conntrack entries to {key} from {backend}")
+
+
+async def _wait_for_rules(
+    dp: NodeDataplane, intent: RemediationIntent, dead: list[IPAddress], work: Work
+) -> None:
+    """In nftables and iptables mode, until kube-proxy's rules no longer DNAT the intent's addresses
+    to a dead backend, for at most RULES_WAIT_SECONDS; the flush follows either way (deleting a dead
+    backend's entries harms nothing), with a note when the rules still named it."""
+    if dp.rules is None or dp.proxy_mode not in RULE_MODES:
+        return
+    keys = {(str(key.vip), key.port) for key, _ in _service_keys(intent) if key.protocol is L4Protocol.UDP}
+    gone = {str(backend) for backend in dead}
+    waited = 0.0
+    while True:
+        try:
+            programmed = await dp.run(partial(dp.rules, dp.proxy_mode))
+        except Exception as exc:  # unreadable rules: flush without waiting, and say so
+            work.notes.append(f"kube-proxy's rules unreadable, flushed without waiting for them: {exc}"[:300])
+            return
+        still = sorted(
+            {
+                rs.address
+                for vs in programmed.virtual_servers
+                if vs.protocol == "UDP" and (vs.address, vs.port) in keys
+                for rs in vs.real_servers
+                if rs.address in gone
+            }
+        )
+        if not still:
+            return
+        if waited >= RULES_WAIT_SECONDS:
+            work.notes.append(
+                f"kube-proxy's {dp.proxy_mode} rules still send traffic to {', '.join(still)} after "
+                f"{RULES_WAIT_SECONDS:.0f} s: flushed anyway, new packets may be sent there again"
+            )
+            return
+        await dp.pause(RULES_POLL_SECONDS)
+        waited += RULES_POLL_SECONDS
 
 
 async def _flush_ipvs(

@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from proxymedic.agent.rules import RulesReader
+from proxymedic.api.health import ProxyMode
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
 from proxymedic.dataplane.kubeproxy_probe import ProbeConfig, probe_kube_proxy
 from proxymedic.dataplane.types import ConnectionTable, ConntrackAdapter, IPVSAdapter, SysctlAdapter
@@ -57,6 +58,9 @@ class NodeDataplane:
     """Whether the agent may write the sysctls it would enforce (None: cannot tell)."""
     rules: RulesReader | None = None
     """kube-proxy's rules in nftables and iptables mode; None: not sensed (unknown, not empty)."""
+    proxy_mode: ProxyMode = ProxyMode.UNKNOWN
+    """kube-proxy's mode as the latest sensing round read it (the executor waits for a rule mode's
+    rules before it flushes)."""
 
 
 def kernel_dataplane(probe_config: ProbeConfig | None = None) -> NodeDataplane:

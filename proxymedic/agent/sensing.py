@@ -207,6 +207,7 @@ async def sense(
     problems: list[str] = []
     observation = await dataplane.probe()
     mode = _mode(observation)
+    dataplane.proxy_mode = mode
 
     ipvs_state: IPVSState | None = None
     states: list[VirtualServerState] = []

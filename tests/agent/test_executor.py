@@ -14,9 +14,11 @@ from proxymedic.agent.executor import execute
 from proxymedic.agent.liveness import InUse
 from proxymedic.agent.node import NodeDataplane
 from proxymedic.agent.runner import AgentRunner
+from proxymedic.api.health import ProxyMode
 from proxymedic.api.intent import IntentOutcome, RemediationIntent
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
 from proxymedic.dataplane.types import Endpoint, L4Protocol, ServiceKey
+from proxymedic.expectation import NodeExpectation, RealServer, VirtualServer
 from proxymedic.kube.client import ApiError
 from proxymedic.sim.kernel import ModelConfig, ModelledNode
 from proxymedic.sim.waiting import until
@@ -354,3 +356,77 @@ async def test_reports_carry_the_round_and_results_the_round_that_verified_them(
     restarted = NodeAgent(AgentSettings(node_name="node-1"), dp)
     assert restarted.incarnation != agent.incarnation
     assert (await restarted.observe()).round == 1
+
+
+def rule_mode_node(
+    sync_after: float | None,
+) -> tuple[NodeDataplane, ModelledNode, Clock, list[tuple[Any, int]]]:
+    """An iptables-mode node whose clients are pinned to DEAD by conntrack, and whose kube-proxy
+    rewrites its rules ``sync_after`` seconds from now (None: never, it is stalled)."""
+    clock = Clock()
+    model = ModelledNode(clock, ModelConfig(iptables_mode=True), alive=[DEAD, LIVE])
+    model.add_service(DNS)
+    model.add_real_server(DNS, Endpoint(DEAD, 53))
+    clients = [(ipaddress.ip_address("10.244.9.9"), 40000 + port) for port in range(3)]
+    for client in clients:
+        model.send_udp(client, VIP, 53)
+    model.set_alive(DEAD, False)
+    synced_at = None if sync_after is None else clock() + sync_after
+
+    def rules(mode: ProxyMode) -> NodeExpectation:
+        synced = synced_at is not None and clock() >= synced_at
+        if synced:
+            model.set_endpoints(DNS, [Endpoint(LIVE, 53)])
+        backend = LIVE if synced else DEAD
+        vs = VirtualServer(str(VIP), 53, "UDP", (RealServer(str(backend), 53),))
+        return NodeExpectation("node-1", (vs,), str(mode))
+
+    async def probe() -> KubeProxyObservation:
+        return KubeProxyObservation(observed_at=clock())
+
+    dp = NodeDataplane(
+        ipvs=model,
+        connections=model,
+        conntrack=model,
+        sysctls=model,
+        probe=probe,
+        clock=clock,
+        pause=clock.pause,
+        rules=rules,
+        proxy_mode=ProxyMode.IPTABLES,
+    )
+    return dp, model, clock, clients
+
+
+async def test_a_rule_mode_flush_waits_for_kube_proxys_rules() -> None:
+    """Flushed while kube-proxy's rules still name the dead backend, the next packet is DNATed to it
+    again; the agent waits until the rules have moved on, then flushes: the clients move."""
+    dp, model, clock, clients = rule_mode_node(sync_after=0.5)
+    started = clock()
+    result = await execute(flush_intent(), dp)
+    assert result.outcome is IntentOutcome.APPLIED, result.message
+    assert result.deleted_conntrack_entries == 3
+    assert 0.5 <= clock() - started < 1.0
+    assert [model.send_udp(client, VIP, 53) for client in clients] == [Endpoint(LIVE, 53)] * 3
+
+
+async def test_without_the_wait_the_flush_is_undone_by_the_old_rules() -> None:
+    """The same node judged as not in a rule mode (its mode unknown): no wait, and the clients'
+    next packets go to the dead backend again; what the wait is for."""
+    dp, model, _, clients = rule_mode_node(sync_after=0.5)
+    dp.proxy_mode = ProxyMode.UNKNOWN
+    result = await execute(flush_intent(), dp)
+    assert result.deleted_conntrack_entries == 3
+    assert [model.send_udp(client, VIP, 53) for client in clients] == [None] * 3
+
+
+async def test_a_stalled_kube_proxys_rules_are_waited_for_then_flushed_anyway() -> None:
+    dp, _, clock, _ = rule_mode_node(sync_after=None)
+    started = clock()
+    result = await execute(flush_intent(), dp)
+    assert result.outcome is IntentOutcome.APPLIED, result.message
+    assert result.deleted_conntrack_entries == 3
+    assert clock() - started == pytest.approx(3.0, abs=0.15)
+    assert "kube-proxy's iptables rules still send traffic to 10.244.1.5 after 3 s: flushed anyway" in (
+        result.message
+    )
