@@ -16,7 +16,6 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import pytest
 from tests.cluster import harness, install, netlab
 from tests.cluster.kubeproxy import NODE, KubeProxyDaemon, Relay, healthz
 from tests.cluster.netlab import wait_for
+from tests.cluster.scenarios import Cluster, report_dir
 from tests.realk8s import binaries
 from tests.realk8s.controlplane import ControlPlane
 
@@ -55,25 +55,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if reason:
         for item in mine:
             item.add_marker(pytest.mark.skip(reason=reason))
-
-
-@dataclass
-class Cluster:
-    plane: ControlPlane
-    kube_proxy: KubeProxyDaemon
-    relay: Relay
-    proxymedic: install.ProxyMedic
-    workdir: Path
-    table: list[dict[str, Any]] = field(default_factory=list)
-    runs: int = 0
-    last_run: harness.Run | None = None
-    """The latest run: the next one's pods take the addresses after its own (10.244.1.x)."""
-
-
-def report_dir() -> Path:
-    path = Path(os.environ.get("CLUSTER_REPORT_DIR") or tempfile.mkdtemp(prefix="proxymedic-cluster-"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _node_report(plane: ControlPlane) -> Any:

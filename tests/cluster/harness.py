@@ -10,6 +10,7 @@ query: lost per client and the time from the first disruptive step to the last l
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -157,6 +158,10 @@ class Run:
     """When the scenario's last pod to go left the EndpointSlice (set by the scenario)."""
     killed: list[str] = field(default_factory=list)
     """Addresses of the pods the scenario killed outright."""
+    node_ns: str | None = None
+    """The node's network namespace; None: this one (the VM)."""
+    programmed: Callable[[], set[str]] = field(default=lambda: set(netlab.real_servers()))
+    """The backends kube-proxy programmed for the VIP: IPVS's real servers, or what its rules DNAT to."""
     _next: int = 0
 
     @property
@@ -167,7 +172,7 @@ class Run:
     def pod(self, lameduck: float = 5.0) -> Pod:
         """A new CoreDNS pod; on SIGTERM it answers for ``lameduck`` seconds (CoreDNS's default 5 s)."""
         assert self.next_ip < 255, "the runs have used every address of 10.244.1.0/24"
-        pod = Pod(f"coredns-{self.next_ip:03d}", f"10.244.1.{self.next_ip}")
+        pod = Pod(f"coredns-{self.next_ip:03d}", f"10.244.1.{self.next_ip}", node_ns=self.node_ns)
         self._next += 1
         pod.start(lameduck)
         self.pods[pod.name] = pod
@@ -186,12 +191,10 @@ class Run:
         return {self.pods[n].ip for n, s in self.states.items() if s == "ready"}
 
     def wait_programmed(self, timeout: float = 180.0) -> None:
-        """Until kube-proxy's IPVS real servers of the VIP are exactly the ready pods."""
+        """Until kube-proxy programmed exactly the ready pods for the VIP."""
         want = self.ready_ips()
         wait_for(
-            f"kube-proxy to program real servers {sorted(want)}",
-            lambda: set(netlab.real_servers()) == want,
-            timeout,
+            f"kube-proxy to program real servers {sorted(want)}", lambda: self.programmed() == want, timeout
         )
 
     def start(self, pods: int = 2) -> None:
@@ -215,18 +218,21 @@ class Run:
     def backends(self) -> dict[int, str | None]:
         return {port: c["backend"] for port, c in self.clients.status().items()}
 
-    def settle(self, quiet: float = 3.0, cap: float = 15.0) -> bool:
-        """Until every client has answered for ``quiet`` seconds since its last loss and the last
-        step, or ``cap`` seconds after the last step; True when they did."""
+    def settle(self, quiet: float = 3.0, cap: float = 15.0, since: float = 0.0) -> bool:
+        """Until every client has answered for ``quiet`` seconds since its last loss, the last step
+        and ``since`` (when the scenario's last action ended: what it did after its last step, a
+        pod's exit or kill, may cost queries that count as lost only ``--lost-after`` later), or
+        ``cap`` seconds after the later of the two; True when they did."""
+        start = max(self.last_step, since)
 
         def quiet_now() -> bool:
             status = self.clients.status()
             return bool(status) and all(
-                (c["last_answer_sent_at"] or 0) - max(c["last_lost_sent_at"] or 0, self.last_step) >= quiet
+                (c["last_answer_sent_at"] or 0) - max(c["last_lost_sent_at"] or 0, start) >= quiet
                 for c in status.values()
             )
 
-        deadline = self.last_step + cap
+        deadline = start + cap
         while time.time() < deadline:
             if quiet_now():
                 return True

@@ -18,7 +18,8 @@ from typing import Any
 
 import helm_python as helm
 
-from tests.cluster.kubeproxy import NODE, stop_process
+from tests.cluster import netlab
+from tests.cluster.kubeproxy import NODE, Relay, relayed_kubeconfig, stop_process
 from tests.realk8s.controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,8 +110,12 @@ def _command(workload: dict[str, Any], kubeconfig: Path) -> list[str]:
     return [str(Path(sys.executable).parent / "proxymedic"), *container["args"], f"--kubeconfig={kubeconfig}"]
 
 
-def prepare(plane: ControlPlane, workdir: Path, logs: Path) -> ProxyMedic:
-    """Identities and commands of the operator and the agent, from what the chart installed."""
+def prepare(
+    plane: ControlPlane, workdir: Path, logs: Path, node_ns: str | None = None, relay: Relay | None = None
+) -> ProxyMedic:
+    """Identities and commands of the operator and the agent, from what the chart installed. With
+    ``node_ns`` the agent runs in that network namespace (the node) and reaches the API server
+    through ``relay`` on the namespace's gateway."""
     apps = f"/apis/apps/v1/namespaces/{NAMESPACE}"
     deployment = _one(plane, f"{apps}/deployments", "operator")
     daemonset = _one(plane, f"{apps}/daemonsets", "agent")
@@ -121,12 +126,16 @@ def prepare(plane: ControlPlane, workdir: Path, logs: Path) -> ProxyMedic:
         account = pod["spec"]["serviceAccountName"]
         token = plane.service_account_token(NAMESPACE, account, pod=pod)
         kubeconfigs[name] = plane.write_kubeconfig(workdir / f"{name}.kubeconfig", token, name)
+        if name == "agent" and relay is not None:
+            path = workdir / "agent.kubeconfig"
+            kubeconfigs[name] = relayed_kubeconfig(plane, relay, netlab.HOST_GATEWAY, path, token)
+    agent = _command(daemonset, kubeconfigs["agent"])
+    if node_ns is not None:
+        agent = ["ip", "netns", "exec", node_ns, *agent]
     return ProxyMedic(
         operator=Component(
             "operator", _command(deployment, kubeconfigs["operator"]), {}, logs / "operator.log"
         ),
-        agent=Component(
-            "agent", _command(daemonset, kubeconfigs["agent"]), {"NODE_NAME": NODE}, logs / "agent.log"
-        ),
+        agent=Component("agent", agent, {"NODE_NAME": NODE}, logs / "agent.log"),
         kubeconfigs=kubeconfigs,
     )

@@ -49,17 +49,30 @@ class Relay:
         while not self._closed:
             try:
                 client, _ = self.listener.accept()
-                server = socket.create_connection(self.upstream, timeout=10)
             except OSError:
+                continue
+            try:
+                server = socket.create_connection(self.upstream, timeout=10)
+            except OSError:  # the API server is gone (stopping): the client sees its connection close
+                client.close()
                 continue
             server.settimeout(None)
             dead = threading.Event()
+            pair = (client, server, dead)
             with self._lock:
-                self._pairs.append((client, server, dead))
+                self._pairs.append(pair)
+            pumping = [2]  # directions still open; the last to end closes the connection
             for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b, dead), daemon=True).start()
+                threading.Thread(target=self._pump, args=(a, b, dead, pumping, pair), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, dead: threading.Event) -> None:
+    def _pump(
+        self,
+        src: socket.socket,
+        dst: socket.socket,
+        dead: threading.Event,
+        pumping: list[int],
+        pair: tuple[socket.socket, socket.socket, threading.Event],
+    ) -> None:
         with contextlib.suppress(OSError):
             while data := src.recv(65536):
                 if not dead.is_set():
@@ -67,6 +80,14 @@ class Relay:
         if not dead.is_set():
             with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_WR)
+        with self._lock:
+            pumping[0] -= 1
+            over = pumping[0] == 0
+            if over and pair in self._pairs:
+                self._pairs.remove(pair)
+        if over:  # both directions ended: the connection is over, its sockets closed here
+            for sock in pair[:2]:
+                sock.close()
 
     def blackhole(self) -> int:
         """Kill the path of every connection open now; returns how many there were."""
@@ -107,11 +128,14 @@ def healthz() -> int | None:
         return None
 
 
-def relayed_kubeconfig(plane: ControlPlane, relay: Relay, address: str, path: Path) -> Path:
-    """kube-proxy's kubeconfig, with its ServiceAccount's token: through the relay listening on
-    ``address`` (a network namespace's gateway), and the API server's certificate checked for the
-    name it has (127.0.0.1)."""
-    token = plane.service_account_token(NAMESPACE, "kube-proxy")
+def relayed_kubeconfig(
+    plane: ControlPlane, relay: Relay, address: str, path: Path, token: str | None = None
+) -> Path:
+    """kube-proxy's kubeconfig, with its ServiceAccount's token (or ``token``'s): through the relay
+    listening on ``address`` (a network namespace's gateway), and the API server's certificate
+    checked for the name it has (127.0.0.1)."""
+    if token is None:
+        token = plane.service_account_token(NAMESPACE, "kube-proxy")
     plane.write_kubeconfig(path, token, "kube-proxy")
     text = path.read_text().replace(plane.server, f"https://{address}:{relay.port}")
     text = text.replace("certificate-authority:", "tls-server-name: 127.0.0.1\n    certificate-authority:")
@@ -150,6 +174,11 @@ class KubeProxyDaemon:
     workdir: Path
     logs: Path
     relay: Relay
+    mode: str = "ipvs"
+    node_ns: str | None = None
+    """The node's network namespace, where kube-proxy runs; None: this one (the VM)."""
+    relay_address: str = "127.0.0.1"
+    """Where kube-proxy reaches the relay from the node."""
     generation: int = 0
     restarts: list[float] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
@@ -227,18 +256,20 @@ class KubeProxyDaemon:
         assert status == 201, f"cannot create the kube-proxy pod: {pod}"
         self.pod = pod
         token = self.plane.service_account_token(NAMESPACE, "kube-proxy", pod=pod)
-        kubeconfig = self.plane.write_kubeconfig(self.workdir / "kube-proxy.kubeconfig", token, "kube-proxy")
-        config = kubeconfig.read_text().replace(self.plane.server, f"https://127.0.0.1:{self.relay.port}")
-        kubeconfig.write_text(config)
-        log = (self.logs / "kube-proxy.log").open("ab")
+        path = self.workdir / "kube-proxy.kubeconfig"
+        kubeconfig = relayed_kubeconfig(self.plane, self.relay, self.relay_address, path, token)
+        log = (self.logs / f"kube-proxy-{self.mode}.log").open("ab")
+        where = ["ip", "netns", "exec", self.node_ns] if self.node_ns else []
+        scheduler = ["--ipvs-scheduler=rr"] if self.mode == "ipvs" else []
         self.proc = subprocess.Popen(
             [
+                *where,
                 str(self.binary),
                 f"--kubeconfig={kubeconfig}",
                 f"--hostname-override={NODE}",
-                "--bind-address=127.0.0.1",  # the node has no address of its own but loopback
-                "--proxy-mode=ipvs",
-                "--ipvs-scheduler=rr",
+                "--bind-address=127.0.0.1",  # the VM's node has no address of its own but loopback
+                f"--proxy-mode={self.mode}",
+                *scheduler,
                 f"--cluster-cidr={CLUSTER_CIDR}",
                 "--metrics-bind-address=127.0.0.1:10249",
                 "--healthz-bind-address=127.0.0.1:10256",

@@ -70,33 +70,46 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float =
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
-def attach(ns: str, link: str, ip: str) -> None:
-    """A namespace with one veth to the node, ``ip``/32 on its side, routed from the node."""
+def attach(ns: str, link: str, ip: str, node_ns: str | None = None, gateway: str = GATEWAY) -> None:
+    """A namespace with one veth to the node, ``ip``/32 on its side, routed from the node. The node
+    is this namespace, or ``node_ns`` when the node is a network namespace of its own."""
     run("ip", "netns", "add", ns)
     ip_batch(
         [
             f"link add {link} type veth peer name eth0 netns {ns}",
-            f"addr add {GATEWAY}/32 dev {link}",
+            f"addr add {gateway}/32 dev {link}",
             f"link set {link} up",
             f"route add {ip}/32 dev {link}",
-        ]
+        ],
+        node_ns,
     )
     ip_batch(
         [
             "link set lo up",
             f"addr add {ip}/32 dev eth0",
             "link set eth0 up",
-            f"route add {GATEWAY} dev eth0 scope link",
-            f"route add default via {GATEWAY} dev eth0",
+            f"route add {gateway} dev eth0 scope link",
+            f"route add default via {gateway} dev eth0",
         ],
         ns,
     )
 
 
-def prepare_node() -> None:
-    sysctl("net.ipv4.ip_forward", 1)
-    run("ip", "link", "set", "lo", "up")
-    attach(CLIENTS_NS, "pmv-clients", CLIENT_IP)
+HOST_GATEWAY = "169.254.2.1"
+"""This machine's side of the veth of a node that is a network namespace (``prepare_node(node_ns)``):
+where that node reaches the API server's relay."""
+
+
+def prepare_node(node_ns: str | None = None) -> None:
+    """The node's network and the clients' namespace. ``node_ns``: the node is a network namespace
+    of this machine (kube-proxy's rule modes need no VM), reached from here through a veth."""
+    if node_ns is None:
+        sysctl("net.ipv4.ip_forward", 1)
+        run("ip", "link", "set", "lo", "up")
+    else:
+        attach(node_ns, "pmv-node", NODE_IP, gateway=HOST_GATEWAY)
+        run("ip", "netns", "exec", node_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    attach(CLIENTS_NS, "pmv-clients", CLIENT_IP, node_ns)
 
 
 @dataclass
@@ -106,13 +119,15 @@ class Pod:
     name: str
     ip: str
     proc: subprocess.Popen[bytes] | None = None
+    node_ns: str | None = None
+    """The node's network namespace; None: this one."""
 
     @property
     def ns(self) -> str:
         return f"pm-{self.name}"
 
     def start(self, lameduck: float) -> None:
-        attach(self.ns, f"pmv-{self.ip.split('.')[-1]}", self.ip)
+        attach(self.ns, f"pmv-{self.ip.split('.')[-1]}", self.ip, self.node_ns)
         self.proc = subprocess.Popen(
             [
                 "ip",

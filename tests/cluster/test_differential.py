@@ -27,8 +27,8 @@ import pytest
 
 from proxymedic.expectation import parse_ipvsadm
 from tests.cluster import netlab
-from tests.cluster.conftest import report_dir
 from tests.cluster.kubeproxy import Relay, relayed_kubeconfig, setup_rbac, stop_process
+from tests.cluster.scenarios import report_dir
 from tests.expectation.manifests import NODE_IPV4, NODE_IPV6, NODE_NAMES
 from tests.realk8s import binaries, matrix
 from tests.realk8s.controlplane import ControlPlane
