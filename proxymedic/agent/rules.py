@@ -13,20 +13,12 @@ node's mode.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
-from proxymedic.api.health import (
-    MAX_REAL_SERVERS,
-    MAX_VIRTUAL_SERVERS,
-    OrphanedConnections,
-    ProxyMode,
-    RealServerState,
-    VirtualServerState,
-)
-from proxymedic.api.policy import ServiceProtocol
+from proxymedic.api.health import ProxyMode
 from proxymedic.dataplane.rules import local_addresses, read_iptables, read_nftables
-from proxymedic.dataplane.types import Endpoint, L4Protocol, ServiceKey
+from proxymedic.dataplane.types import Endpoint, L4Protocol, RealServer, ServiceKey, VirtualService
 
 if TYPE_CHECKING:  # the parsers load with the first read: an IPVS-mode agent never needs them
     from proxymedic.expectation import NodeExpectation, VirtualServer
@@ -67,35 +59,17 @@ def selected_udp(programmed: NodeExpectation, scope: Collection[ServiceKey] | No
     return sorted(udp, key=ServiceKey.sort_key)
 
 
-def virtual_servers(
-    programmed: NodeExpectation,
-    keys: list[ServiceKey],
-    answered: Mapping[ServiceKey, Mapping[Endpoint, int]],
-) -> tuple[list[VirtualServerState], bool]:
-    """The report's virtual servers for ``keys``: the rules' endpoints, and the conntrack entries
-    by endpoint (``answered``; a key without counts: none were read)."""
+def virtual_services(programmed: NodeExpectation, keys: list[ServiceKey]) -> list[VirtualService]:
+    """The rules of ``keys`` as IPVS would list them: each endpoint a real server of weight 1."""
     by_key = {service_key(vs): vs for vs in programmed.virtual_servers}
-    states: list[VirtualServerState] = []
-    for key in keys[:MAX_VIRTUAL_SERVERS]:
-        vs = by_key[key]
-        counts = answered.get(key, {})
-        endpoints = {Endpoint(ipaddress.ip_address(rs.address), rs.port) for rs in vs.real_servers}
-        real = [
-            RealServerState(ip=str(ep.ip), port=ep.port, weight=1, connections=counts.get(ep, 0))
-            for ep in sorted(endpoints, key=Endpoint.sort_key)
-        ][:MAX_REAL_SERVERS]
-        orphaned = [
-            OrphanedConnections(ip=str(ep.ip), port=ep.port, connections=count)
-            for ep, count in sorted(counts.items(), key=lambda item: item[0].sort_key())
-            if ep not in endpoints and count > 0
-        ][:MAX_REAL_SERVERS]
-        states.append(
-            VirtualServerState(
-                vip=str(key.vip),
-                port=key.port,
-                protocol=ServiceProtocol.UDP,
-                real_servers=real,
-                orphaned_connections=orphaned,
-            )
+    return [
+        VirtualService(
+            key,
+            "rules",
+            tuple(
+                RealServer(Endpoint(ipaddress.ip_address(rs.address), rs.port), weight=1)
+                for rs in by_key[key].real_servers
+            ),
         )
-    return states, len(keys) > MAX_VIRTUAL_SERVERS
+        for key in keys
+    ]

@@ -196,8 +196,14 @@ def _local_findings(
 
 def _reply_sources(
     conntrack: ConntrackAdapter, keys: list[ServiceKey]
-) -> dict[ServiceKey, dict[Endpoint, int]]:
-    return {key: conntrack.reply_sources(key.vip, key.port) for key in keys}
+) -> dict[tuple[ServiceKey, Endpoint], int]:
+    """Conntrack entries by (address, the endpoint that answers them): the connection counts of a
+    node whose kube-proxy has no IPVS table."""
+    return {
+        (key, endpoint): count
+        for key in keys
+        for endpoint, count in conntrack.reply_sources(key.vip, key.port).items()
+    }
 
 
 async def sense(
@@ -242,14 +248,16 @@ async def sense(
         except Exception as exc:
             problems.append(f"kube-proxy's {mode} rules: {_describe(exc)}"[:512])
         else:
-            keys = rules.selected_udp(programmed, settings.virtual_servers)[:MAX_VIRTUAL_SERVERS]
-            answered: dict[ServiceKey, dict[Endpoint, int]] = {}
+            selected = rules.selected_udp(programmed, settings.virtual_servers)
+            keys = selected[:MAX_VIRTUAL_SERVERS]
+            answered: dict[tuple[ServiceKey, Endpoint], int] = {}
             if dataplane.conntrack is not None:
                 try:
                     answered = await dataplane.run(partial(_reply_sources, dataplane.conntrack, keys))
                 except Exception as exc:  # the rules are still worth reporting
                     problems.append(f"conntrack entries by endpoint: {_describe(exc)}"[:512])
-            states, truncated = rules.virtual_servers(programmed, keys, answered)
+            states, _ = virtual_servers(rules.virtual_services(programmed, keys), answered)
+            truncated = len(selected) > MAX_VIRTUAL_SERVERS
 
     sysctls: dict[str, int] = {}
     for name in REPORTED_SYSCTLS:

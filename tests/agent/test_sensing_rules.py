@@ -15,7 +15,7 @@ import pytest
 
 from proxymedic.agent.node import NodeDataplane
 from proxymedic.agent.sensing import LocalFindings, SenseSettings, sense
-from proxymedic.api.health import ProxyMode
+from proxymedic.api.health import MAX_VIRTUAL_SERVERS, ProxyMode
 from proxymedic.dataplane.kubeproxy import KubeProxyObservation
 from proxymedic.dataplane.kubeproxy import ProxyMode as ProbedMode
 from proxymedic.dataplane.types import (
@@ -27,7 +27,14 @@ from proxymedic.dataplane.types import (
     L4Protocol,
     ServiceKey,
 )
-from proxymedic.expectation import NodeExpectation, RulesParseError, parse_iptables_save, parse_nftables_json
+from proxymedic.expectation import (
+    NodeExpectation,
+    RealServer,
+    RulesParseError,
+    VirtualServer,
+    parse_iptables_save,
+    parse_nftables_json,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -166,3 +173,21 @@ async def test_a_rule_mode_node_without_a_rules_reader_reports_nothing_it_did_no
     )
     assert report.virtual_servers == []
     assert report.proxy_mode is ProxyMode.IPTABLES
+
+
+async def test_more_udp_services_than_a_report_holds_are_truncated_and_said_so() -> None:
+    many = tuple(
+        VirtualServer(f"10.96.{i // 250}.{i % 250 + 1}", 53, "UDP", (RealServer("10.244.1.10", 53),))
+        for i in range(MAX_VIRTUAL_SERVERS + 1)
+    )
+
+    def rules(mode: ProxyMode) -> NodeExpectation:
+        return NodeExpectation("n1", many, str(mode))
+
+    conntrack = Conntrack({})
+    report = await sense(
+        dataplane(ProxyMode.NFTABLES, rules, conntrack), SenseSettings(), LocalFindings(), "t"
+    )
+    assert len(report.virtual_servers) == MAX_VIRTUAL_SERVERS
+    assert report.virtual_servers_truncated
+    assert len(conntrack.asked) == MAX_VIRTUAL_SERVERS, "no conntrack read for what is not reported"
