@@ -43,6 +43,24 @@ class Clock:
         self.now += seconds
 
 
+def modelled(model: ModelledNode, clock: Clock, **extra: Any) -> NodeDataplane:
+    """The agent's view of a modelled node: every adapter is the model, on the model's clock."""
+
+    async def probe() -> KubeProxyObservation:
+        return KubeProxyObservation(observed_at=clock())
+
+    return NodeDataplane(
+        ipvs=model,
+        connections=model,
+        conntrack=model,
+        sysctls=model,
+        probe=probe,
+        clock=clock,
+        pause=clock.pause,
+        **extra,
+    )
+
+
 def node(
     expire_nodest_conn: int = 1, stale_rs: bool = True, clients: int = 3
 ) -> tuple[NodeDataplane, ModelledNode]:
@@ -57,20 +75,7 @@ def node(
     model.set_alive(DEAD, False)
     if not stale_rs:
         model.remove_real_server(DNS, Endpoint(DEAD, 53))  # kube-proxy did its part (with expire 0)
-
-    async def probe() -> KubeProxyObservation:
-        return KubeProxyObservation(observed_at=clock())
-
-    dataplane = NodeDataplane(
-        ipvs=model,
-        connections=model,
-        conntrack=model,
-        sysctls=model,
-        probe=probe,
-        clock=clock,
-        pause=clock.pause,
-    )
-    return dataplane, model
+    return modelled(model, clock), model
 
 
 def flush_intent(**changes: Any) -> RemediationIntent:
@@ -110,19 +115,7 @@ async def test_without_ipvs_the_conntrack_step_is_the_repair() -> None:
     model.set_alive(DEAD, False)
     model.set_endpoints(DNS, [Endpoint(LIVE, 53)])  # kube-proxy's rules are right; the entries pin
     assert model.send_udp(clients[0], VIP, 53) is None
-
-    async def probe() -> KubeProxyObservation:
-        return KubeProxyObservation(observed_at=clock())
-
-    dp = NodeDataplane(
-        ipvs=model,
-        connections=model,
-        conntrack=model,
-        sysctls=model,
-        probe=probe,
-        clock=clock,
-        pause=clock.pause,
-    )
+    dp = modelled(model, clock)
     result = await execute(flush_intent(), dp)
     assert result.outcome is IntentOutcome.APPLIED, result.message
     assert result.deleted_conntrack_entries == 3
@@ -381,21 +374,7 @@ def rule_mode_node(
         vs = VirtualServer(str(VIP), 53, "UDP", (RealServer(str(backend), 53),))
         return NodeExpectation("node-1", (vs,), str(mode))
 
-    async def probe() -> KubeProxyObservation:
-        return KubeProxyObservation(observed_at=clock())
-
-    dp = NodeDataplane(
-        ipvs=model,
-        connections=model,
-        conntrack=model,
-        sysctls=model,
-        probe=probe,
-        clock=clock,
-        pause=clock.pause,
-        rules=rules,
-        proxy_mode=ProxyMode.IPTABLES,
-    )
-    return dp, model, clock, clients
+    return modelled(model, clock, rules=rules, proxy_mode=ProxyMode.IPTABLES), model, clock, clients
 
 
 async def test_a_rule_mode_flush_waits_for_kube_proxys_rules() -> None:
