@@ -18,7 +18,7 @@ import json
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,12 @@ PREFIX = "pm-kp-"
 CLUSTER_CIDRS = "10.244.0.0/16,fd00:10:244::/56"
 PROGRAM_TIMEOUT = 900.0
 """Three kube-proxies start and sync the whole matrix on the VM's emulated CPUs."""
+RESTART_AFTER = PROGRAM_TIMEOUT / 2
+"""A kube-proxy that has not programmed the matrix by then is restarted, once. Under emulation one
+of three once never initialized its IPv6 proxier (its log repeated "Not syncing ipvs rules until
+Services and Endpoints have been received from master" for 15 minutes) and never saw its Node's
+zone label, while the other two agreed within 76 s: a start-up race of kube-proxy's, not a
+difference from the expectation, which is what this test is about. The restart is reported."""
 
 
 @dataclass
@@ -46,6 +52,8 @@ class MatrixNode:
     name: str
     ns: str
     proc: subprocess.Popen[bytes]
+    restart: Callable[[], subprocess.Popen[bytes]]
+    """Start this node's kube-proxy again, with the same arguments."""
 
     def kernel(self) -> dict[str, Any]:
         """The node's IPVS table as ``proxymedic expect`` shapes it (real servers at weight 0,
@@ -67,27 +75,24 @@ def _start(
     plane: ControlPlane, relay: Relay, binary: Path, work: Path, out: Path, ns: str, node: str
 ) -> MatrixNode:
     kubeconfig = relayed_kubeconfig(plane, relay, netlab.GATEWAY, work / f"{node}.kubeconfig")
-    log = (out / f"kube-proxy-{node}.log").open("ab")
-    proc = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            str(binary),
-            f"--kubeconfig={kubeconfig}",
-            f"--hostname-override={node}",
-            "--proxy-mode=ipvs",
-            "--ipvs-scheduler=rr",
-            f"--cluster-cidr={CLUSTER_CIDRS}",
-            "--conntrack-max-per-core=0",  # the conntrack table is the VM's, shared by every namespace
-            "--v=2",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    return MatrixNode(node, ns, proc)
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        str(binary),
+        f"--kubeconfig={kubeconfig}",
+        f"--hostname-override={node}",
+    ]
+    argv += ["--proxy-mode=ipvs", "--ipvs-scheduler=rr", f"--cluster-cidr={CLUSTER_CIDRS}"]
+    # The conntrack table is the VM's, shared by every namespace.
+    argv += ["--conntrack-max-per-core=0", "--v=2"]
+
+    def start() -> subprocess.Popen[bytes]:
+        with (out / f"kube-proxy-{node}.log").open("ab") as log:
+            return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+    return MatrixNode(node, ns, start(), start)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +136,7 @@ def test_kube_proxy_programs_what_proxymedic_expects(
     programmed: dict[str, float] = {}
     latest: dict[str, dict[str, Any]] = {}
 
+    restarted: dict[str, float] = {}
     deadline = started + PROGRAM_TIMEOUT
     while len(programmed) < len(matrix_nodes) and time.monotonic() < deadline:
         for node in matrix_nodes:
@@ -139,12 +145,17 @@ def test_kube_proxy_programs_what_proxymedic_expects(
                 latest[node.name] = node.kernel()
                 if latest[node.name] == expected[node.name]:
                     programmed[node.name] = time.monotonic() - started
+                elif node.name not in restarted and time.monotonic() - started > RESTART_AFTER:
+                    restarted[node.name] = round(time.monotonic() - started, 1)
+                    stop_process(node.proc)
+                    node.proc = node.restart()
         time.sleep(5)
     summary = {
         node.name: {
             "virtualServers": len(expected[node.name]["virtualServers"]),
             "realServers": sum(len(vs["realServers"]) for vs in expected[node.name]["virtualServers"]),
             "agreedAfterSeconds": round(programmed[node.name], 1) if node.name in programmed else None,
+            "restartedAfterSeconds": restarted.get(node.name),
         }
         for node in matrix_nodes
     }
