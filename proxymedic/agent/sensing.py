@@ -104,6 +104,10 @@ def _timestamp(seconds: float | None) -> datetime | None:
     return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
 
 
+def _counter(value: float | None) -> int | None:
+    return int(value) if value is not None else None
+
+
 def kube_proxy_state(observation: kubeproxy.KubeProxyObservation, settings: SenseSettings) -> KubeProxyState:
     verdict = kubeproxy.judge(
         observation, stale_after=settings.stale_after_seconds, settle=settings.settle_seconds
@@ -124,6 +128,9 @@ def kube_proxy_state(observation: kubeproxy.KubeProxyObservation, settings: Sens
         last_sync_time=_timestamp(last_sync),
         last_queued_time=_timestamp(last_queued),
         healthz=healthz,
+        endpoint_changes_total=_counter(metrics.endpoint_changes_total if metrics else None),
+        service_changes_total=_counter(metrics.service_changes_total if metrics else None),
+        started_at=_timestamp(metrics.process_start if metrics else None),
     )
 
 

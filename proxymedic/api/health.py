@@ -50,6 +50,20 @@ class KubeProxyState(ApiModel):
     last_sync_time: datetime | None = None
     last_queued_time: datetime | None = None
     healthz: Healthz = Healthz.UNKNOWN
+    endpoint_changes_total: Annotated[int, Field(ge=0)] | None = Field(
+        default=None,
+        description=(
+            "EndpointSlice events kube-proxy counted since it started; absent when it exports none. "
+            "The operator compares its rise across nodes: a kube-proxy whose watch died counts none."
+        ),
+    )
+    service_changes_total: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Service events kube-proxy counted since it started."
+    )
+    started_at: datetime | None = Field(
+        default=None,
+        description="When the kube-proxy process started: counters are compared within one process.",
+    )
 
 
 class IPVSState(ApiModel):
@@ -98,6 +112,8 @@ class FindingType(enum.StrEnum):
     """nftables or iptables mode: kube-proxy's rules still DNAT to an endpoint that is no backend."""
     MISSING_REAL_SERVER = "MissingRealServer"
     KUBE_PROXY_SYNC_STALE = "KubeProxySyncStale"
+    KUBE_PROXY_WATCH_SILENT = "KubeProxyWatchSilent"
+    """kube-proxy counted none of the EndpointSlice changes the other nodes' kube-proxies counted."""
     STALE_CONNTRACK = "StaleConntrack"
     CONNTRACK_PRESSURE = "ConntrackPressure"
     SYSCTL_DRIFT = "SysctlDrift"

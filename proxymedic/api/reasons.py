@@ -63,6 +63,7 @@ REMEDIATION_HELD = "RemediationHeld"
 ANOMALY_BREAKER_TRIPPED = "AnomalyBreakerTripped"
 ANOMALY_BREAKER_RESET = "AnomalyBreakerReset"
 KUBE_PROXY_SYNC_STALE = "KubeProxySyncStale"
+KUBE_PROXY_WATCH_SILENT = "KubeProxyWatchSilent"
 CONNTRACK_PRESSURE = "ConntrackPressure"
 KUBE_PROXY_NOT_FOUND = "KubeProxyNotFound"
 KUBE_PROXY_NOT_RESTARTABLE = "KubeProxyNotRestartable"
@@ -235,6 +236,23 @@ REASONS: dict[str, Reason] = {
             (
                 _DIAGNOSE + ": step 3 shows the sync timestamps and healthz.",
                 "On the node: `curl -s http://127.0.0.1:10249/metrics | grep sync_proxy_rules_last`.",
+            ),
+        ),
+        Reason(
+            KUBE_PROXY_WATCH_SILENT,
+            EventKind.WARNING,
+            Category.DETECTION,
+            "the node",
+            "The node's kube-proxy counted none of the EndpointSlice changes that most other nodes' "
+            "kube-proxies counted (kube-proxy's endpoint changes counter stayed flat), for longer than "
+            "the policy's restartKubeProxy.staleAfter: its watch of the API server is dead, so its rules "
+            "are its stale cache's, while its healthz answers 200. Posted once per episode; the restart, "
+            "if the policy allows it, follows as its own Event.",
+            (
+                _DIAGNOSE + ": step 3 shows the node's counter.",
+                "On the node: `curl -s http://127.0.0.1:10249/metrics | grep endpoint_changes_total`, twice "
+                "across a change of any EndpointSlice; compare with another node.",
+                "kube-proxy's log on the node: watch errors, or nothing at all since the stall began.",
             ),
         ),
         Reason(

@@ -38,6 +38,9 @@ IPTABLES_RESTORE_FAILURES = "kubeproxy_sync_proxy_rules_iptables_restore_failure
 NFTABLES_SYNC_FAILURES = "kubeproxy_sync_proxy_rules_nftables_sync_failures_total"
 SYNC_DURATION_COUNT = "kubeproxy_sync_proxy_rules_duration_seconds_count"
 SYNC_DURATION_SUM = "kubeproxy_sync_proxy_rules_duration_seconds_sum"
+ENDPOINT_CHANGES_TOTAL = "kubeproxy_sync_proxy_rules_endpoint_changes_total"
+SERVICE_CHANGES_TOTAL = "kubeproxy_sync_proxy_rules_service_changes_total"
+PROCESS_START = "process_start_time_seconds"
 
 # Time a healthy proxier needs to pick up freshly queued work (minSyncPeriod defaults to 1 s).
 DEFAULT_SETTLE_SECONDS = 10.0
@@ -87,6 +90,12 @@ class SyncMetrics:
     nftables_sync_failures: float | None = None
     sync_count: float | None = None
     sync_seconds_sum: float | None = None
+    endpoint_changes_total: float | None = None
+    """EndpointSlice events kube-proxy's informer delivered since it started (resyncs included):
+    flat while the cluster's slices change means its watch is dead (``operator/watch.py``)."""
+    service_changes_total: float | None = None
+    process_start: float | None = None
+    """When this kube-proxy process started: a counter is compared only within one process."""
 
     @property
     def pending_changes(self) -> float:
@@ -142,6 +151,11 @@ def _timestamp(value: float) -> float | None:
     return value if 0.0 <= value <= _LAST_PLAUSIBLE_TIMESTAMP else None
 
 
+def _count(value: float | None) -> float | None:
+    """A counter's value, or None for one no counter can hold (negative)."""
+    return value if value is not None and value >= 0 else None
+
+
 def parse_metrics(text: str) -> SyncMetrics:
     """Extract the sync metrics; raise MetricsPageError on garbage or a missing sync timestamp."""
     last_sync: dict[str, float] = {}
@@ -154,7 +168,10 @@ def parse_metrics(text: str) -> SyncMetrics:
         NFTABLES_SYNC_FAILURES,
         SYNC_DURATION_COUNT,
         SYNC_DURATION_SUM,
+        ENDPOINT_CHANGES_TOTAL,
+        SERVICE_CHANGES_TOTAL,
     }
+    process_start: float | None = None
     try:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -170,6 +187,8 @@ def parse_metrics(text: str) -> SyncMetrics:
                     last_queued[ip_family] = value
                 elif sample.name in wanted_sums:
                     sums[sample.name] = sums.get(sample.name, 0.0) + value
+                elif sample.name == PROCESS_START:
+                    process_start = _timestamp(value)
     except Exception as exc:  # the parser raises several types on garbage; all mean "malformed"
         raise MetricsPageError(f"not a Prometheus text page: {type(exc).__name__}: {exc}"[:300]) from None
     if not last_sync:
@@ -186,6 +205,9 @@ def parse_metrics(text: str) -> SyncMetrics:
         nftables_sync_failures=sums.get(NFTABLES_SYNC_FAILURES),
         sync_count=sums.get(SYNC_DURATION_COUNT),
         sync_seconds_sum=sums.get(SYNC_DURATION_SUM),
+        endpoint_changes_total=_count(sums.get(ENDPOINT_CHANGES_TOTAL)),
+        service_changes_total=_count(sums.get(SERVICE_CHANGES_TOTAL)),
+        process_start=process_start,
     )
 
 

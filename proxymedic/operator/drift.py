@@ -177,7 +177,12 @@ def detect(
 
 _NODE_LOCAL = {FindingType.SYSCTL_DRIFT, FindingType.CONNTRACK_PRESSURE}
 RESTART_WORTHY = frozenset(
-    {FindingType.KUBE_PROXY_SYNC_STALE, FindingType.MISSING_REAL_SERVER, FindingType.STALE_RULE}
+    {
+        FindingType.KUBE_PROXY_SYNC_STALE,
+        FindingType.KUBE_PROXY_WATCH_SILENT,
+        FindingType.MISSING_REAL_SERVER,
+        FindingType.STALE_RULE,
+    }
 )
 PROGRAMMING = frozenset({FindingType.MISSING_REAL_SERVER, FindingType.STALE_RULE})
 """Findings that kube-proxy cures itself once it programs the change: they wait ``program_grace``."""

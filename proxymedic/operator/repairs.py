@@ -137,6 +137,11 @@ class NodeRepairs:
         self._learn_service_removals(policy, ladder, node, status)
         ladder.verify_removals(node, round_, status.recent_results, self._intent_open)
         detected = detect(node, status, self.cluster.selected_vips(policy))
+        silent = self.cluster.watch.finding(
+            node, self.decider.now(), policy.spec.actions.restart_kube_proxy.stale_after
+        )
+        if silent is not None:
+            detected.append(silent)
         suspects = self._looks_stale.setdefault(policy.metadata.name, set())
         if looks_stale(detected):
             suspects.add(node)
@@ -256,9 +261,10 @@ class NodeRepairs:
             )
 
     async def _announce(self, node: str, findings: list[DriftFinding]) -> None:
-        """One Warning Event per episode of a stale sync or a full conntrack table on a node."""
+        """One Warning Event per episode of a stale sync, a silent watch or a full conntrack table."""
         for kind, reason in (
             (FindingType.KUBE_PROXY_SYNC_STALE, reasons.KUBE_PROXY_SYNC_STALE),
+            (FindingType.KUBE_PROXY_WATCH_SILENT, reasons.KUBE_PROXY_WATCH_SILENT),
             (FindingType.CONNTRACK_PRESSURE, reasons.CONNTRACK_PRESSURE),
         ):
             found = next((f for f in findings if f.type is kind and not f.backend), None)

@@ -5,6 +5,7 @@ Nothing here talks to the API server; the handlers feed it and the controller qu
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -36,8 +37,18 @@ from proxymedic.operator.guardrails import HOUR, ActionRecord
 from proxymedic.operator.held import HeldSlice
 from proxymedic.operator.planner import covering_policy
 from proxymedic.operator.sysctl_gaps import SysctlGap
+from proxymedic.operator.watch import WatchLiveness
 
 AGENT_SILENT_AFTER = timedelta(minutes=15)
+
+
+class _SliceVersion(enum.Enum):
+    OLDER = "older"
+    CHANGED = "changed"
+    UNKNOWN = "unknown"
+    """First sight (maybe a relist), a replay of the held version, or no version to compare."""
+
+
 """An agent that has not reported for this long is not counted as a target of new intents."""
 
 
@@ -82,6 +93,8 @@ class Cluster:
     healths: dict[str, NodeProxyHealthStatus] = field(default_factory=dict)
     evidence: Evidence = field(default_factory=Evidence)
     """The sensing rounds seen of each node, and the rounds seen when backends and nodes changed."""
+    watch: WatchLiveness = field(default_factory=WatchLiveness)
+    """Each node's kube-proxy's count of EndpointSlice events, judged across nodes (operator/watch.py)."""
     intents: dict[str, IntentTracking] = field(default_factory=dict)
     restarts: dict[str, datetime] = field(default_factory=dict)
     sysctl_gaps: dict[str, SysctlGap] = field(default_factory=dict)
@@ -155,8 +168,12 @@ class Cluster:
         known = self.services.get(ref)
         ref = known.ref if known is not None else ref  # the Service's own ServiceRef, not a copy
         key = (ref, name)  # one tuple for the maps keyed by slice
-        if self._older_slice(key, raw, deleted):
+        moment = now or datetime.now(UTC)
+        version = self._slice_version(key, raw, deleted)
+        if version is _SliceVersion.OLDER:
             return None
+        if version is _SliceVersion.CHANGED:
+            self.watch.slice_changed(moment)
         endpoints = self.endpoints.setdefault(ref, ServiceEndpoints())
         spec = None if deleted else parse_slice_spec(raw)
         before = endpoints.in_use()
@@ -171,25 +188,31 @@ class Cluster:
             self.held_slices[key] = HeldSlice.of(spec, ref.namespace)
         # Backends that became live or dead (all live ones at first sight: they may have just become
         # so): reports the operator already holds were sensed before the change and prove nothing of it.
-        self.evidence.backends_changed(ref, before ^ endpoints.in_use(), now or datetime.now(UTC))
+        self.evidence.backends_changed(ref, before ^ endpoints.in_use(), moment)
         return ref
 
-    def _older_slice(self, key: tuple[ServiceRef, str], raw: Mapping[str, Any], deleted: bool) -> bool:
-        """Whether this is an older version of a slice than the one held: a lagging cache's list, or
-        the watch replayed after it. Judged, it would turn live backends dead again (the API server
-        raises an EndpointSlice's generation on every change of its endpoints)."""
+    def _slice_version(
+        self, key: tuple[ServiceRef, str], raw: Mapping[str, Any], deleted: bool
+    ) -> _SliceVersion:
+        """How this version of a slice compares with the one held.
+
+        An older one comes from a lagging cache's list, or the watch replayed after it: judged, it
+        would turn live backends dead again (the API server raises an EndpointSlice's generation on
+        every change of its endpoints). A changed one (a higher generation of the held slice, or its
+        deletion) is a change every kube-proxy's watch delivers; a first sight may be a relist."""
         meta = raw.get("metadata") or {}
         uid, generation = meta.get("uid"), meta.get("generation")
         if deleted:
-            self._slice_versions.pop(key, None)
-            return False
+            return _SliceVersion.CHANGED if self._slice_versions.pop(key, None) else _SliceVersion.UNKNOWN
         if not isinstance(uid, str) or not isinstance(generation, int):
-            return False
+            return _SliceVersion.UNKNOWN
         held = self._slice_versions.get(key)
         if held is not None and held[0] == uid and generation < held[1]:
-            return True
+            return _SliceVersion.OLDER
         self._slice_versions[key] = (uid, generation)
-        return False
+        if held is not None and held[0] == uid and generation > held[1]:
+            return _SliceVersion.CHANGED
+        return _SliceVersion.UNKNOWN
 
     def set_node(self, raw: Mapping[str, Any], deleted: bool) -> None:
         meta = raw.get("metadata") or {}
@@ -209,14 +232,17 @@ class Cluster:
         if raw is None:
             self.healths.pop(node, None)
             self.evidence.forget_node(node)
+            self.watch.forget(node)
             return None
         try:
             health = NodeProxyHealth.model_validate(raw)
         except ValidationError:
             return None  # a report the models reject is no evidence of anything
-        if health.status is None or not self.evidence.seen(node, health.status, now or datetime.now(UTC)):
+        moment = now or datetime.now(UTC)
+        if health.status is None or not self.evidence.seen(node, health.status, moment):
             return None
         self.healths[node] = health.status
+        self.watch.reported(node, health.status, moment, self.evidence)
         return health.status
 
     # --- queries -----------------------------------------------------------------------

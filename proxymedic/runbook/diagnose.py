@@ -173,13 +173,19 @@ HEALTHZ_NOT_ENOUGH = (
 def step_sync(status: NodeProxyHealthStatus, findings: list[DriftFinding], now: datetime) -> StepReport:
     kube_proxy = status.kube_proxy
     manual = [
-        "curl -s http://127.0.0.1:10249/metrics | grep -E 'sync_proxy_rules_(last|changes_pending)'",
+        "curl -s http://127.0.0.1:10249/metrics | grep -E 'sync_proxy_rules_(last|[a-z]+_changes)'",
         "curl -s http://127.0.0.1:10256/healthz",
     ]
     details = [
         f"last sync {age(kube_proxy.last_sync_time, now)} ago, last change queued "
         f"{age(kube_proxy.last_queued_time, now)} ago; healthz {kube_proxy.healthz}",
     ]
+    if kube_proxy.endpoint_changes_total is not None:
+        details.append(
+            f"kube-proxy has counted {kube_proxy.endpoint_changes_total} EndpointSlice events since it "
+            f"started{'' if kube_proxy.started_at is None else f' {age(kube_proxy.started_at, now)} ago'}: "
+            "a count that stays flat across EndpointSlice changes other nodes count means a dead watch"
+        )
     if kube_proxy.reason and kube_proxy.freshness is not Freshness.FRESH:
         # Measured when the agent sensed, not now: said with the report's age, or the two disagree.
         details.append(
@@ -215,6 +221,7 @@ def step_sync(status: NodeProxyHealthStatus, findings: list[DriftFinding], now: 
             if kube_proxy.last_queued_time
             else None,
             "healthz": str(kube_proxy.healthz),
+            "endpointChangesTotal": kube_proxy.endpoint_changes_total,
         },
     )
 

@@ -48,11 +48,17 @@ class KubeProxySim:
     restarts: int = 0
     syncs: int = 0
     """Syncs done (changes and periodic resyncs): a test waits for one to know a resync happened."""
+    changes_total: int = 0
+    """EndpointSlice events its watch delivered (``kubeproxy_sync_proxy_rules_endpoint_changes_total``):
+    counted before anything is compared, as kube-proxy does; flat while the watch is dead."""
+    started: float = 0.0
+    """When this kube-proxy process started (``process_start_time_seconds``)."""
 
     def want(self, desired: Desired, now: float) -> None:
         """The cluster changed: what a healthy watch would deliver."""
         if self.stall is Stall.DEAD_WATCH:
             return
+        self.changes_total += 1
         if dict(desired) == self.cache and not self.pending:
             return
         self.cache = dict(desired)
@@ -84,6 +90,8 @@ class KubeProxySim:
         """A new kube-proxy pod: a fresh watch, a full sync."""
         self.stall = Stall.NONE
         self.restarts += 1
+        self.started = now
+        self.changes_total = 1  # its initial list: one event per slice, and the sim has one
         self.cache = dict(desired)
         self.pending = 0
         self.sync(now)
@@ -98,6 +106,8 @@ class KubeProxySim:
                 families=(FamilySync("", self.last_sync, self.last_queued),),
                 endpoint_changes_pending=float(self.pending),
                 service_changes_pending=0.0,
+                endpoint_changes_total=float(self.changes_total),
+                process_start=self.started,
             ),
             mode=ProxyMode.IPVS,
             healthz=Healthz(status=503 if unhealthy else 200, last_updated=self.last_sync, current_time=now),

@@ -127,6 +127,8 @@ def health(name: str, observed: float, **status: Any) -> tuple[JsonObject, JsonO
             "lastSyncTime": ts(observed + 2),
             "lastQueuedTime": ts(observed + 200),
             "healthz": "Healthy",
+            "endpointChangesTotal": 1021,
+            "startedAt": ts(observed + 86400),
         },
         "ipvs": {"tcpTimeoutSeconds": 900, "tcpFinTimeoutSeconds": 120, "udpTimeoutSeconds": 300},
         "sysctls": SYSCTLS,

@@ -34,6 +34,8 @@ def test_iptables_page() -> None:
     assert (metrics.endpoint_changes_pending, metrics.service_changes_pending) == (0, 0)
     assert metrics.restore_failures == 2
     assert (metrics.sync_count, metrics.sync_seconds_sum) == (106, 1.7215)
+    assert (metrics.endpoint_changes_total, metrics.service_changes_total) == (245, 88)
+    assert metrics.process_start == 1.72389e09
 
 
 def test_ipvs_page_of_an_older_release_without_labels() -> None:
@@ -49,6 +51,17 @@ def test_nftables_dual_stack_page() -> None:
     assert metrics.nftables_sync_failures == 1
     assert metrics.restore_failures is None
     assert metrics.sync_count == 46  # not mixed up with the full/partial histograms
+    assert metrics.endpoint_changes_total is None  # not on the page: unknown, never 0
+
+
+def test_change_counters_that_no_counter_can_hold_are_unknown() -> None:
+    page = (
+        "kubeproxy_sync_proxy_rules_last_timestamp_seconds 1723900051\n"
+        "kubeproxy_sync_proxy_rules_endpoint_changes_total -3\n"
+        "process_start_time_seconds -1\n"
+    )
+    metrics = parse_metrics(page)
+    assert (metrics.endpoint_changes_total, metrics.process_start) == (None, None)
 
 
 @pytest.mark.parametrize(

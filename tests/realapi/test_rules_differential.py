@@ -26,7 +26,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,9 @@ import pytest
 from proxymedic.api.health import FindingType, NodeProxyHealthStatus
 from proxymedic.cli.runbook_commands import read_cluster
 from proxymedic.kube.config import load_connection
+from proxymedic.operator.causality import Evidence
 from proxymedic.operator.drift import RESTART_WORTHY
+from proxymedic.operator.watch import MARGIN, SETTLE, WatchLiveness
 from proxymedic.runbook.judge import findings_of
 from proxymedic.runbook.snapshot import Snapshot, build_view
 from tests.cluster import netlab
@@ -44,7 +46,7 @@ from tests.cluster.kubeproxy import Relay, relayed_kubeconfig, setup_rbac, stop_
 from tests.expectation import manifests
 from tests.expectation.manifests import NODE_IPV4, NODE_IPV6, NODE_NAMES
 from tests.realk8s import binaries, matrix
-from tests.realk8s.controlplane import ControlPlane
+from tests.realk8s.controlplane import ControlPlane, free_port
 
 pytestmark = [pytest.mark.realapi, pytest.mark.timeout(600)]
 
@@ -216,7 +218,15 @@ JUDGEMENT_POLICY: dict[str, Any] = {
     "metadata": {"name": "rules-judgement"},
     "spec": {
         "services": {"namespaces": [manifests.NAMESPACE], "protocols": ["UDP"]},
-        "actions": {"restartKubeProxy": {"enabled": True, "staleAfter": "30s"}},
+        # No flush: an open intent for the backend that leaves would hide its stale rule from the
+        # judgement until every node verified it, and the operator runs here too.
+        "actions": {
+            "flushStaleConnections": {"enabled": False},
+            "removeStaleRealServers": {"enabled": False},
+            # Short: client-go finds the blackholed connection dead after about 45 s, and kube-proxy
+            # then lists everything again; the silence must be judged before that.
+            "restartKubeProxy": {"enabled": True, "staleAfter": "10s"},
+        },
         "guardrails": {"dryRun": True, "minObservation": "5s"},
     },
 }
@@ -239,6 +249,56 @@ def start_agent(node: RulesNode, kubeconfig: Path, work: Path) -> Agent:
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     return Agent(node, proc, log)
+
+
+@dataclass
+class Operator:
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def running(self) -> None:
+        assert self.proc.poll() is None, self.log.read_text(errors="replace")[-3000:]
+
+
+def start_operator(plane: ControlPlane, work: Path) -> Operator:
+    """``proxymedic operator`` on the host with the admin's kubeconfig, as one replica runs it."""
+    log = work / "operator.log"
+    argv = [sys.executable, "-m", "proxymedic.cli.main", "operator", f"--kubeconfig={plane.kubeconfig}"]
+    argv += [
+        "--standalone",
+        "--metrics-port=0",
+        f"--liveness-endpoint=http://127.0.0.1:{free_port()}/healthz",
+    ]
+    argv += ["--housekeeping-interval=1s"]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    return Operator(proc, log)
+
+
+def operator_sees_nodes(plane: ControlPlane, operator: Operator) -> dict[str, Any] | None:
+    """The policy's status counts every node: the operator holds a report of each."""
+    operator.running()
+    name = JUDGEMENT_POLICY["metadata"]["name"]
+    status, body = plane.request("GET", f"/apis/proxymedic.io/v1alpha1/proxyhealthpolicies/{name}")
+    assert status == 200, body
+    found: dict[str, Any] = body.get("status") or {}
+    return found if found.get("selectedNodes") == len(NODE_NAMES) else None
+
+
+def events_of(
+    plane: ControlPlane, reason: str, operator: Operator, since: datetime
+) -> list[tuple[str, str]] | None:
+    """(object name, message) of every Event of this reason made since ``since`` (an earlier run's
+    are not this one's); None while there is none."""
+    operator.running()
+    status, body = plane.request("GET", f"/api/v1/events?fieldSelector=reason%3D{reason}")
+    assert status == 200, body
+    found = sorted(
+        (e["involvedObject"]["name"], e["message"])
+        for e in body.get("items", [])
+        if datetime.fromisoformat(e["metadata"]["creationTimestamp"]) >= since.replace(microsecond=0)
+    )
+    return found or None
 
 
 def report_of(plane: ControlPlane, node: str) -> NodeProxyHealthStatus | None:
@@ -277,6 +337,32 @@ def judged(plane: ControlPlane) -> dict[str, list[tuple[str, str | None]]]:
     }
 
 
+Reports = dict[str, NodeProxyHealthStatus]
+
+
+def watch_judgement(before: Reports, settled: Reports, after: Reports) -> dict[str, str]:
+    """The operator's cross-node judgement of kube-proxy's counters (``operator/watch.py``) on the real
+    reports, sensing rounds and all, received on a clock that puts the slice change after ``before``
+    and lets it settle before ``settled``; ``after`` are sensed later still."""
+    evidence, watch = Evidence(), WatchLiveness()
+    start = datetime.now(UTC)
+
+    def receive(reports: Reports, at: datetime) -> None:
+        for name, status in reports.items():
+            assert evidence.seen(name, status, at)
+            watch.reported(name, status, at, evidence)
+
+    receive(before, start)
+    watch.slice_changed(start + MARGIN)
+    receive(settled, start + MARGIN + SETTLE)
+    receive(after, start + MARGIN + SETTLE + timedelta(seconds=1))
+    stale_after = timedelta(seconds=30)
+    now = start + MARGIN + stale_after
+    return {
+        name: found.message for name in before if (found := watch.finding(name, now, stale_after)) is not None
+    }
+
+
 def udp_view(servers: Any) -> dict[tuple[str, int], list[str]]:
     return {
         (vs["address"], vs["port"]): sorted(f"{rs['address']}:{rs['port']}" for rs in vs["realServers"])
@@ -291,7 +377,8 @@ def test_agents_report_the_rules_and_only_a_stalled_kube_proxy_is_found(
     """The real agent on each node reads its real kube-proxy's rules: healthy nodes, judged against
     the expectation of their mode, have no finding at all (no Local fallback taken for missing
     backends, no NodePort, zone or family confusion); then one kube-proxy's API connection dies
-    silently, a backend leaves, and that node alone has a stale rule, which is restart-worthy."""
+    silently, a backend leaves, and that node alone has a stale rule, which is restart-worthy, and a
+    counter of EndpointSlice events that stayed flat while the two others counted the change."""
     mode = rules_nodes[0].mode
     expected = {node.name: matrix.expect_json(real_api, node.name, mode) for node in rules_nodes}
     for node in rules_nodes:  # kube-proxy has programmed the whole matrix (the differential's check)
@@ -310,6 +397,7 @@ def test_agents_report_the_rules_and_only_a_stalled_kube_proxy_is_found(
         real_api, relay, netlab.GATEWAY, tmp_path / "agents.kubeconfig", real_api.admin_token
     )
     agents = [start_agent(node, kubeconfig, tmp_path) for node in rules_nodes]
+    operator: Operator | None = None
     try:
         reports = {agent.node.name: report_after(real_api, agent, programmed_at) for agent in agents}
         for name, report in reports.items():
@@ -328,6 +416,14 @@ def test_agents_report_the_rules_and_only_a_stalled_kube_proxy_is_found(
             assert {key: sensed.get(key) for key in wanted} == wanted, f"{name}: the agent's report"
         assert judged(real_api) == {name: [] for name in NODE_NAMES}, "healthy nodes have findings"
 
+        # Started now: its policy status scopes what the agents sense to the policy's Services.
+        operator = start_operator(real_api, tmp_path)
+        netlab.wait_for(
+            "the operator to hold every node's report", partial(operator_sees_nodes, real_api, operator), 60
+        )
+        # The operator compares each counter with the one it received MARGIN before a change: that
+        # report must exist before the change is made.
+        time.sleep(MARGIN.total_seconds() + 1)
         stalled, healthy = rules_nodes[0], rules_nodes[1:]
         assert stalled.relay.blackhole() > 0
         matrix.create_or_replace(real_api, stall_slice(STALL_NEAR))
@@ -340,8 +436,26 @@ def test_agents_report_the_rules_and_only_a_stalled_kube_proxy_is_found(
             netlab.wait_for(f"{node.name} to drop {far}", partial(gone_from, node), PROGRAM_TIMEOUT)
         changed_at = datetime.now(UTC)
         assert not gone_from(stalled), "the stalled kube-proxy saw the change"
-        for agent in agents:
-            report_after(real_api, agent, changed_at)
+        settled = {agent.node.name: report_after(real_api, agent, changed_at) for agent in agents}
+        after = {
+            name: report_after(real_api, agents[i], settled[name].observed_at)
+            for i, name in enumerate(settled)
+        }
+        counted = {
+            name: (
+                reports[name].kube_proxy.endpoint_changes_total,
+                after[name].kube_proxy.endpoint_changes_total,
+            )
+            for name in reports
+        }
+        print(f"rules judgement ({mode}): EndpointSlice events counted before and after the change {counted}")
+        assert counted[stalled.name][0] is not None, "kube-proxy exports no endpoint changes counter"
+        assert counted[stalled.name][0] == counted[stalled.name][1], "the stalled kube-proxy counted"
+        for node in healthy:
+            assert (counted[node.name][0] or 0) < (counted[node.name][1] or 0), f"{node.name} counted nothing"
+        silent = watch_judgement(reports, settled, after)
+        assert list(silent) == [stalled.name], silent
+        assert "2 of 2 other nodes' kube-proxies counted" in silent[stalled.name]
         findings = judged(real_api)
         print(f"rules judgement ({mode}): after the change, {json.dumps(findings)}")
         assert findings == {
@@ -349,8 +463,41 @@ def test_agents_report_the_rules_and_only_a_stalled_kube_proxy_is_found(
             **{node.name: [] for node in healthy},
         }
         assert FindingType.STALE_RULE in RESTART_WORTHY
+
+        # The real operator, fed by the real agents, finds the silent watch on that node alone.
+        warned = netlab.wait_for(
+            "the operator's KubeProxyWatchSilent Event",
+            partial(events_of, real_api, "KubeProxyWatchSilent", operator, programmed_at),
+            REPORT_TIMEOUT,
+            every=1,
+        )
+        print(f"rules judgement ({mode}): the operator's Events {json.dumps(warned)}")
+        assert [node for node, _ in warned] == [stalled.name], warned
+        assert "2 of 2 other nodes' kube-proxies counted" in warned[0][1]
+
+        # client-go's HTTP/2 health check ends the dead connection, kube-proxy lists every slice
+        # again through a new one (the relay lets new connections pass), and its count moves on.
+        def relisted() -> NodeProxyHealthStatus | None:
+            found = report_of(real_api, stalled.name)
+            count = found.kube_proxy.endpoint_changes_total if found is not None else None
+            return found if count is not None and count > (counted[stalled.name][0] or 0) else None
+
+        healed = netlab.wait_for(
+            f"{stalled.name}'s kube-proxy to reconnect", relisted, REPORT_TIMEOUT, every=1
+        )
+        print(
+            f"rules judgement ({mode}): {stalled.name}'s kube-proxy counted again "
+            f"{(healed.observed_at - changed_at).total_seconds():.0f} s after the change "
+            f"({counted[stalled.name][0]} -> {healed.kube_proxy.endpoint_changes_total})"
+        )
     finally:
+        policy = "/apis/proxymedic.io/v1alpha1/proxyhealthpolicies/rules-judgement"
+        real_api.request("DELETE", policy)
+        if operator is not None:
+            # Kopf put its finalizer on the policy (its timer's): the running operator takes it off.
+            netlab.wait_for("the policy's deletion", lambda: real_api.request("GET", policy)[0] == 404, 60)
+            stop_process(operator.proc)
         for agent in agents:
             stop_process(agent.proc)
+        real_api.request("DELETE", "/apis/proxymedic.io/v1alpha1/remediationintents")
         relay.close()
-        real_api.request("DELETE", "/apis/proxymedic.io/v1alpha1/proxyhealthpolicies/rules-judgement")
