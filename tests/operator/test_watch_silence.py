@@ -26,6 +26,7 @@ from proxymedic.operator.repairs import NodeRepairs
 from proxymedic.operator.state import Cluster
 from proxymedic.sim.coredns import DnsPods, dns_service
 from tests.contract.test_crd_parity import CRDS
+from tests.unit.factories import policy
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 NODES = ("node-1", "node-2", "node-3")
@@ -236,19 +237,10 @@ def test_the_silence_outlives_the_probes_that_proved_it() -> None:
 
 # --- through the operator ----------------------------------------------------------------
 
-POLICY = {
-    "apiVersion": "proxymedic.io/v1alpha1",
-    "kind": "ProxyHealthPolicy",
-    "metadata": {"name": "coredns"},
-    "spec": {
-        "services": {
-            "namespaces": ["kube-system"],
-            "labelSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-        },
-        "actions": {"restartKubeProxy": {"enabled": True, "staleAfter": "30s"}},
-        "guardrails": {"minObservation": "5s", "nodeCooldown": "0s", "anomalyMinNodes": 2},
-    },
-}
+POLICY = policy(
+    actions={"restartKubeProxy": {"enabled": True, "staleAfter": "30s"}},
+    guardrails={"minObservation": "5s", "nodeCooldown": "0s", "anomalyMinNodes": 2},
+)
 
 
 @pytest.fixture
